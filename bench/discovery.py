@@ -1,0 +1,491 @@
+"""Discovery benchmark: tach-ls's static index against pytest's collection, on real suites.
+
+For each suite prepared by `suites.py` (Flask, Click, seaborn's whole `tests`):
+
+1. node-id agreement between `tach-ls list ARGS` and `pytest --collect-only -q ARGS`
+   (matched / missing / extra, agreement = matched / pytest's total), with the
+   disagreements grouped by test function and a hint of why;
+2. wall time of both as whole processes, side by side in one run: pytest (after
+   one untimed warm-up, so its .pyc files exist), `tach-ls list` with a cold
+   cache (`.tach-ls/` deleted first) and with a warm one; medians and ratios;
+3. the time to re-index one edited file in-process, if `tach_ls.index` offers
+   `WorkspaceIndex(root).build()` and `.update_file(path, text)`.
+
+Run from the repository root: `python bench/discovery.py [flask click seaborn] [--repeat N] [--json FILE]`.
+It prints targets next to the numbers and never asserts. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from suites import SUITES, Suite, prepare
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TARGET_AGREEMENT = 99.0  # percent
+TARGET_COLD = 20.0  # pytest time / tach-ls cold-cache time
+TARGET_WARM = 50.0  # pytest time / tach-ls warm-cache time
+GROUPS_SHOWN = 15
+EXAMPLES_SHOWN = 3
+
+_SUMMARY_RE = re.compile(r"^(?:no tests collected|(\d+)(?:/(\d+))? tests? collected)")
+_DESELECTED_RE = re.compile(r"\((\d+) deselected\)")
+_ERRORS_RE = re.compile(r"(\d+) errors?")
+
+
+# ---------------------------------------------------------------- running commands
+
+
+@dataclass
+class Output:
+    """One finished command."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def run(cmd: Sequence[str], suite: Suite, extra_env: dict[str, str] | None = None) -> Output:
+    """Run `cmd` in the suite's root with the suite's environment (no PYTHONDONTWRITEBYTECODE)."""
+    env = {**suite.env, **(extra_env or {})}
+    started = time.perf_counter()
+    proc = subprocess.run(list(cmd), cwd=suite.root, env=env, capture_output=True)
+    seconds = time.perf_counter() - started
+    decode = lambda data: data.decode("utf-8", errors="replace")  # noqa: E731
+    return Output(proc.returncode, decode(proc.stdout), decode(proc.stderr), seconds)
+
+
+def pytest_command(suite: Suite) -> list[str]:
+    return [str(suite.python), "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *suite.discovery_args]
+
+
+def tach_command() -> tuple[list[str], dict[str, str]]:
+    """`tach-ls` from PATH, or the CLI of this checkout through the running interpreter."""
+    found = shutil.which("tach-ls")
+    if found:
+        return [found], {}
+    code = "from tach_ls.cli import main; raise SystemExit(main())"
+    return [sys.executable, "-c", code], {"PYTHONPATH": str(REPO_ROOT)}
+
+
+def tach_list_command(suite: Suite, *flags: str) -> tuple[list[str], dict[str, str]]:
+    base, env = tach_command()
+    return [*base, "list", *flags, *suite.discovery_args], env
+
+
+def clear_tach_cache(suite: Suite) -> None:
+    shutil.rmtree(suite.root / ".tach-ls", ignore_errors=True)
+
+
+# ---------------------------------------------------------------- pytest's side
+
+
+@dataclass
+class Collection:
+    """What `pytest --collect-only -q` printed, parsed."""
+
+    nodeids: list[str]
+    summary: str  # pytest's closing line, e.g. "2459/33459 tests collected (31000 deselected) in 1.5s"
+    selected: int | None
+    total: int | None
+    deselected: int
+    errors: list[str]  # "ERROR path - reason" lines of the short summary
+    returncode: int
+
+
+def parse_collect_only(stdout: str, returncode: int) -> Collection:
+    """Node ids are the lines before the first blank line; the rest is errors, warnings, summary."""
+    lines = stdout.splitlines()
+    nodeids: list[str] = []
+    for line in lines:
+        if not line.strip():
+            break
+        if "::" in line and not line.startswith(("=", "_", " ", "!")):
+            nodeids.append(line)
+    errors = [line for line in lines if line.startswith("ERROR ")]
+    summary = next((line for line in reversed(lines) if _SUMMARY_RE.match(line.strip())), "")
+    selected = total = None
+    match = _SUMMARY_RE.match(summary.strip())
+    if match and match.group(1):
+        selected = int(match.group(1))
+        total = int(match.group(2) or match.group(1))
+    elif match:
+        selected = total = 0
+    deselected = _DESELECTED_RE.search(summary)
+    error_count = _ERRORS_RE.search(summary.split(" in ")[0])
+    if error_count and not errors:
+        errors = [f"{error_count.group(1)} collection error(s); see pytest's output"]
+    return Collection(
+        nodeids=nodeids,
+        summary=summary.strip() or "(no summary line)",
+        selected=selected,
+        total=total,
+        deselected=int(deselected.group(1)) if deselected else 0,
+        errors=errors,
+        returncode=returncode,
+    )
+
+
+def collect_with_pytest(suite: Suite) -> Collection:
+    out = run(pytest_command(suite), suite)
+    collection = parse_collect_only(out.stdout, out.returncode)
+    if collection.selected is not None and collection.selected != len(collection.nodeids):
+        collection.errors.append(
+            f"parsed {len(collection.nodeids)} node ids but pytest says {collection.selected} collected"
+        )
+    return collection
+
+
+# ---------------------------------------------------------------- tach-ls's side
+
+
+@dataclass
+class TachListing:
+    """What `tach-ls list` printed (plain: the contract) and `--json` (for lines, kinds, errors)."""
+
+    nodeids: list[str]
+    returncode: int
+    stderr: str
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> JSON item
+    errors: list[Any] = field(default_factory=list)
+
+
+def list_with_tach(suite: Suite) -> TachListing:
+    cmd, env = tach_list_command(suite, "--no-cache")
+    out = run(cmd, suite, env)
+    nodeids = [line for line in out.stdout.splitlines() if line.strip()]
+    listing = TachListing(nodeids=nodeids, returncode=out.returncode, stderr=out.stderr.strip())
+    cmd, env = tach_list_command(suite, "--no-cache", "--json")
+    out = run(cmd, suite, env)
+    try:
+        doc = json.loads(out.stdout)
+        listing.items = {item["nodeid"]: item for item in doc.get("tests", [])}
+        listing.errors = list(doc.get("errors", []))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        listing.errors = [f"tach-ls list --json gave no usable JSON ({exc}); exit {out.returncode}"]
+    return listing
+
+
+# ---------------------------------------------------------------- agreement
+
+
+def function_key(nodeid: str) -> str:
+    """The node id without its parametrization: `f.py::C::test_x[1-a]` -> `f.py::C::test_x`."""
+    start = nodeid.find("::")
+    bracket = nodeid.find("[", start if start >= 0 else 0)
+    return nodeid[:bracket] if bracket >= 0 else nodeid
+
+
+def file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+@dataclass
+class Group:
+    """Disagreeing node ids of one test function."""
+
+    function: str
+    count: int
+    hint: str
+    first: str  # the first disagreeing node id
+    examples: list[str]  # the parametrization part, or the whole id when unparametrized
+    other_side: list[str]  # ids of the same function on the other side, if any
+
+
+def group_disagreements(ours: Iterable[str], theirs: Sequence[str], other_name: str) -> list[Group]:
+    """Group `ours` (ids absent from the other side) by function, with a hint of the cause."""
+    other_by_function: dict[str, list[str]] = defaultdict(list)
+    for nodeid in theirs:
+        other_by_function[function_key(nodeid)].append(nodeid)
+    other_files = {file_of(nodeid) for nodeid in theirs}
+    by_function: dict[str, list[str]] = defaultdict(list)
+    for nodeid in ours:
+        by_function[function_key(nodeid)].append(nodeid)
+    groups = []
+    for function, nodeids in by_function.items():
+        others = other_by_function.get(function, [])
+        if others:
+            hint = f"{other_name} has this function with other ids"
+        elif file_of(function) in other_files:
+            hint = f"{other_name} has the file, not this function"
+        else:
+            hint = f"{other_name} has nothing of this file"
+        examples = [nodeid[len(function) :] or nodeid for nodeid in sorted(nodeids)[:EXAMPLES_SHOWN]]
+        shown_others = [nodeid[len(function) :] for nodeid in sorted(others)[:EXAMPLES_SHOWN]]
+        groups.append(Group(function, len(nodeids), hint, min(nodeids), examples, shown_others))
+    groups.sort(key=lambda g: (-g.count, g.function))
+    return groups
+
+
+@dataclass
+class Agreement:
+    pytest_total: int
+    tach_total: int
+    matched: int
+    missing: int  # in pytest, not in tach-ls
+    extra: int  # in tach-ls, not in pytest
+    agreement_pct: float
+    tach_duplicates: int
+    missing_groups: list[Group]
+    extra_groups: list[Group]
+
+
+def compare(pytest_ids: Sequence[str], tach_ids: Sequence[str]) -> Agreement:
+    expected, got = set(pytest_ids), set(tach_ids)
+    missing = sorted(expected - got)
+    extra = sorted(got - expected)
+    matched = len(expected & got)
+    return Agreement(
+        pytest_total=len(expected),
+        tach_total=len(got),
+        matched=matched,
+        missing=len(missing),
+        extra=len(extra),
+        agreement_pct=100.0 * matched / len(expected) if expected else 0.0,
+        tach_duplicates=len(tach_ids) - len(got),
+        missing_groups=group_disagreements(missing, tach_ids, "tach-ls"),
+        extra_groups=group_disagreements(extra, pytest_ids, "pytest"),
+    )
+
+
+# ---------------------------------------------------------------- timing
+
+
+@dataclass
+class Timing:
+    pytest_s: float  # medians, seconds
+    tach_cold_s: float
+    tach_warm_s: float
+    cold_ratio: float
+    warm_ratio: float
+    repeat: int
+    samples: dict[str, list[float]]
+    failures: list[str]
+
+
+def time_discovery(suite: Suite, repeat: int) -> Timing:
+    """pytest, tach-ls cold and tach-ls warm, interleaved in each round so drift hits all three."""
+    py_cmd = pytest_command(suite)
+    tach_cmd, tach_env = tach_list_command(suite)
+    run(py_cmd, suite)  # untimed warm-up: pytest's and the suite's .pyc files, the OS cache
+    run(tach_cmd, suite, tach_env)  # untimed warm-up: tach-ls's own .pyc files
+    samples: dict[str, list[float]] = {"pytest": [], "tach_cold": [], "tach_warm": []}
+    failures: list[str] = []
+    for _ in range(repeat):
+        for key, cmd, env in (("pytest", py_cmd, None), ("tach_cold", tach_cmd, tach_env), ("tach_warm", tach_cmd, tach_env)):
+            if key == "tach_cold":
+                clear_tach_cache(suite)
+            out = run(cmd, suite, env)
+            samples[key].append(out.seconds)
+            if out.returncode not in (0, 5) and len(failures) < 6:
+                failures.append(f"{key} exited {out.returncode}: {out.stderr.strip()[-300:]}")
+    med = {key: statistics.median(values) for key, values in samples.items()}
+    return Timing(
+        pytest_s=med["pytest"],
+        tach_cold_s=med["tach_cold"],
+        tach_warm_s=med["tach_warm"],
+        cold_ratio=med["pytest"] / med["tach_cold"],
+        warm_ratio=med["pytest"] / med["tach_warm"],
+        repeat=repeat,
+        samples=samples,
+        failures=failures,
+    )
+
+
+# ---------------------------------------------------------------- re-index of one edited file
+
+
+def largest_test_file(suite: Suite) -> Path | None:
+    files = [p for arg in suite.discovery_args for p in (suite.root / arg).rglob("test_*.py")]
+    return max(files, key=lambda p: p.stat().st_size, default=None)
+
+
+def time_reindex(suite: Suite, repeat: int) -> dict[str, Any]:
+    """Time `WorkspaceIndex.update_file` on the suite's largest test file, edited in memory only."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    try:
+        from tach_ls import index as index_module
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+        return {"available": False, "reason": f"import tach_ls.index failed: {exc!r}"}
+    cls = getattr(index_module, "WorkspaceIndex", None)
+    if cls is None or not hasattr(cls, "update_file") or not hasattr(cls, "build"):
+        return {"available": False, "reason": "no WorkspaceIndex with build() and update_file(path, text)"}
+    path = largest_test_file(suite)
+    if path is None:
+        return {"available": False, "reason": "no test file found"}
+    try:
+        started = time.perf_counter()
+        workspace = cls(suite.root)
+        workspace.build()
+        build_s = time.perf_counter() - started
+        original = path.read_text(encoding="utf-8")
+        edited = original + "\n\ndef test_tach_bench_added():\n    pass\n"
+        samples = []
+        for i in range(2 * repeat):  # alternate edited/original so every call sees a change
+            started = time.perf_counter()
+            workspace.update_file(path, edited if i % 2 == 0 else original)
+            samples.append(time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001 - report, never crash the bench
+        return {"available": False, "reason": f"WorkspaceIndex raised {exc!r}"}
+    return {
+        "available": True,
+        "file": str(path.relative_to(suite.root)),
+        "lines": original.count("\n") + 1,
+        "build_s": build_s,
+        "update_median_s": statistics.median(samples),
+        "samples": samples,
+    }
+
+
+# ---------------------------------------------------------------- printing
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "BELOW TARGET"
+
+
+def print_collection(suite: Suite, collection: Collection) -> None:
+    print(f"  pytest {' '.join(suite.discovery_args)}: {collection.summary} (exit {collection.returncode})")
+    for error in collection.errors[:10]:
+        print(f"  pytest collection error: {error}")
+
+
+def print_tach(listing: TachListing) -> None:
+    print(f"  tach-ls list: {len(listing.nodeids)} node ids (exit {listing.returncode})")
+    if listing.returncode not in (0, 5) and listing.stderr:
+        print("  tach-ls stderr (tail):")
+        for line in listing.stderr.splitlines()[-8:]:
+            print(f"    {line}")
+    for error in listing.errors[:10]:
+        print(f"  tach-ls index error: {error}")
+
+
+def print_groups(title: str, groups: list[Group], listing: TachListing | None) -> None:
+    if not groups:
+        return
+    print(f"  {title}: {sum(g.count for g in groups)} ids in {len(groups)} functions; by hint:")
+    for hint, count in Counter(g.hint for g in groups).most_common():
+        print(f"    {count:5d} functions: {hint}")
+    for group in groups[:GROUPS_SHOWN]:
+        item = listing.items.get(group.first) if listing is not None else None
+        where = f" (tach-ls: line {item.get('line')}, kind {item.get('kind')})" if item else ""
+        print(f"    {group.count:5d}  {group.function}  [{group.hint}]{where}")
+        print(f"           e.g. {', '.join(group.examples)}")
+        if group.other_side:
+            print(f"           other side has: {', '.join(group.other_side)}")
+    if len(groups) > GROUPS_SHOWN:
+        print(f"    ... and {len(groups) - GROUPS_SHOWN} more functions")
+
+
+def print_agreement(agreement: Agreement, listing: TachListing) -> None:
+    print(
+        f"  agreement: {agreement.matched}/{agreement.pytest_total} = {agreement.agreement_pct:.2f}% "
+        f"(target >= {TARGET_AGREEMENT:.0f}%: {verdict(agreement.agreement_pct >= TARGET_AGREEMENT)}); "
+        f"missing {agreement.missing}, extra {agreement.extra}, tach-ls duplicates {agreement.tach_duplicates}"
+    )
+    print_groups("missing (pytest has, tach-ls lacks)", agreement.missing_groups, None)
+    print_groups("extra (tach-ls has, pytest lacks)", agreement.extra_groups, listing)
+
+
+def print_timing(timing: Timing) -> None:
+    print(
+        f"  time (median of {timing.repeat}): pytest {timing.pytest_s * 1000:.0f} ms, "
+        f"tach-ls cold {timing.tach_cold_s * 1000:.1f} ms ({timing.cold_ratio:.1f}x, target >= {TARGET_COLD:.0f}x: "
+        f"{verdict(timing.cold_ratio >= TARGET_COLD)}), tach-ls warm {timing.tach_warm_s * 1000:.1f} ms "
+        f"({timing.warm_ratio:.1f}x, target >= {TARGET_WARM:.0f}x: {verdict(timing.warm_ratio >= TARGET_WARM)})"
+    )
+    for failure in timing.failures:
+        print(f"  timed run failed: {failure}")
+
+
+def print_reindex(reindex: dict[str, Any]) -> None:
+    if not reindex.get("available"):
+        print(f"  re-index: API not available ({reindex.get('reason')})")
+        return
+    print(
+        f"  re-index: build {reindex['build_s'] * 1000:.0f} ms; update_file({reindex['file']}, "
+        f"{reindex['lines']} lines) median {reindex['update_median_s'] * 1000:.2f} ms"
+    )
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print()
+    print(
+        f"{'suite':<9}{'pytest':>8}{'tach':>7}{'match':>7}{'miss':>6}{'extra':>6}{'agree%':>8}"
+        f"{'pytest ms':>11}{'cold ms':>9}{'warm ms':>9}{'cold x':>8}{'warm x':>8}{'reindex ms':>12}"
+    )
+    for r in results:
+        a, t, ri = r["agreement"], r["timing"], r["reindex"]
+        reindex = f"{ri['update_median_s'] * 1000:.2f}" if ri.get("available") else "n/a"
+        print(
+            f"{r['suite']:<9}{a['pytest_total']:>8}{a['tach_total']:>7}{a['matched']:>7}{a['missing']:>6}{a['extra']:>6}"
+            f"{a['agreement_pct']:>8.2f}{t['pytest_s'] * 1000:>11.0f}{t['tach_cold_s'] * 1000:>9.1f}"
+            f"{t['tach_warm_s'] * 1000:>9.1f}{t['cold_ratio']:>8.1f}{t['warm_ratio']:>8.1f}{reindex:>12}"
+        )
+    print(f"targets: agreement >= {TARGET_AGREEMENT:.0f}%, cold >= {TARGET_COLD:.0f}x, warm >= {TARGET_WARM:.0f}x")
+
+
+# ---------------------------------------------------------------- main
+
+
+def bench_suite(suite: Suite, repeat: int) -> dict[str, Any]:
+    print(f"== {suite.name}  ({suite.root.name}, args: {' '.join(suite.discovery_args)})")
+    collection = collect_with_pytest(suite)
+    print_collection(suite, collection)
+    listing = list_with_tach(suite)
+    print_tach(listing)
+    agreement = compare(collection.nodeids, listing.nodeids)
+    print_agreement(agreement, listing)
+    timing = time_discovery(suite, repeat)
+    print_timing(timing)
+    reindex = time_reindex(suite, repeat)
+    print_reindex(reindex)
+    sys.stdout.flush()
+    pytest_facts = {k: v for k, v in asdict(collection).items() if k != "nodeids"}
+    return {
+        "suite": suite.name,
+        "root": str(suite.root),
+        "args": suite.discovery_args,
+        "pytest": pytest_facts,
+        "tach": {"count": len(listing.nodeids), "returncode": listing.returncode, "errors": listing.errors[:50]},
+        "agreement": asdict(agreement),
+        "timing": asdict(timing),
+        "reindex": reindex,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="SUITE", help=f"default: {' '.join(SUITES)}")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per command (median; default 5)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure as JSON")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite(s) {unknown}; known: {' '.join(SUITES)}")
+    cmd, _env = tach_command()
+    print(f"tach-ls: {' '.join(cmd)}")
+    results = [bench_suite(prepare(name), max(1, args.repeat)) for name in args.names or list(SUITES)]
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps({"python": sys.version.split()[0], "results": results}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

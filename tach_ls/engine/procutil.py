@@ -1,0 +1,112 @@
+"""Process plumbing shared by the zygote layers and the workers (stdlib only).
+
+Owns: dying with the parent (``PR_SET_PDEATHSIG`` through ctypes, then the
+``getppid`` check that closes the race), counting native threads (from
+``/proc/self/task``, which sees OpenBLAS pools that ``threading`` does not),
+exit statuses as plain dicts for the wire, and the workspace/venv test for a
+file path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import sysconfig
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+THREAD_WATCH: dict[str, Any] = {"on": True, "culprit": None}
+"""Set by the zygote's import audit hook: the module after which a second native thread appeared."""
+
+
+def die_with_parent(expected_parent: int, sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send ``sig`` when our parent dies; exit now if it already has.
+
+    The signal fires when the parent *thread* that forked us exits, so the
+    supervisor must spawn the zygote from a thread that lives as long as it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: rely on the getppid check only
+        pass
+    if os.getppid() != expected_parent:
+        os._exit(70)
+
+
+def native_thread_count() -> int:
+    """Threads of this process as the kernel sees them (1 when single-threaded)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
+
+
+def exit_status(wait_status: int) -> dict[str, Any]:
+    """``{"code": n}`` or ``{"signal": n, "name": "SIGSEGV"}`` from a waitpid status."""
+    if os.WIFSIGNALED(wait_status):
+        number = os.WTERMSIG(wait_status)
+        return {"signal": number, "name": signal_name(number)}
+    return {"code": os.waitstatus_to_exitcode(wait_status)}
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def environment_prefixes() -> tuple[str, ...]:
+    """Folders whose files belong to the interpreter or its environment, never the workspace."""
+    found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for key in ("purelib", "platlib", "stdlib", "platstdlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            found.add(path)
+    for path in sys.path:
+        if path.endswith("site-packages") or path.endswith("dist-packages"):
+            found.add(path)
+    return tuple(sorted(os.path.realpath(p).rstrip(os.sep) + os.sep for p in found if p))
+
+
+def in_workspace(filename: str, root: str, prefixes: tuple[str, ...]) -> bool:
+    """True for a source file of the workspace (under ``root``, not in a venv under it)."""
+    if not filename or filename.startswith("<"):
+        return False
+    path = os.path.realpath(filename)
+    if not path.startswith(root.rstrip(os.sep) + os.sep):
+        return False
+    return not any(path.startswith(prefix) for prefix in prefixes)
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal a whole process group, ignoring one that is already gone."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+OUTPUT_LIMIT = 48_000
+"""Characters of stdout (and of stderr) kept per test."""
+
+
+def read_from(path: str, offset: int, limit: int = OUTPUT_LIMIT) -> str:
+    """The text of ``path`` from ``offset``, capped with a marker when cut."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(limit + 1)
+            rest = os.fstat(handle.fileno()).st_size - offset - limit
+    except OSError:
+        return ""
+    text = data[:limit].decode("utf-8", "replace")
+    if rest > 0:
+        text += f"\n[... tach-ls: output cut, {rest} more bytes not shown]\n"
+    return text

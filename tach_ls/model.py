@@ -1,0 +1,143 @@
+"""The static index's data: test items, collectors (modules, classes), fixtures, errors.
+
+Lines here are 1-based as in Python's `ast`; the LSP layer converts to 0-based
+lines and UTF-16 columns. Paths are POSIX paths relative to the rootdir, the
+same as in pytest's node ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+NodeId = str
+LineNo = int
+RelPath = str
+
+ItemKind = Literal["function", "method"]
+CollectorKind = Literal["module", "class"]
+
+
+@dataclass(slots=True)
+class TestItem:
+    """One runnable test, as pytest would collect it (a parametrized case is one item)."""
+
+    __test__ = False  # not a pytest test class itself
+
+    nodeid: NodeId
+    path: RelPath
+    name: str  # pytest's item name, with the parameter id: "test_x[1-a]"
+    originalname: str  # the function's name: "test_x"
+    kind: ItemKind
+    line: LineNo  # the `def` line: where lenses go
+    end_line: LineNo
+    start_line: LineNo  # first decorator line: the full range starts here
+    parent: NodeId  # the enclosing class or module
+    markers: list[str] = field(default_factory=list)
+    fixtures: list[str] = field(default_factory=list)  # requested directly (args + usefixtures)
+    params_id: str | None = None  # the part between brackets, if parametrized
+    dynamic: bool = False  # parameters not known statically: real collection corrects this
+    deselected: bool = False  # by -k/-m in the config's addopts
+    unittest: bool = False  # a unittest.TestCase method (no fixtures, no parametrize)
+    defined_in: RelPath | None = None  # where the code lives, if inherited from another file
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        # Keep the JSON small: drop empty and default-valued optional fields.
+        for key in ("params_id", "defined_in"):
+            if data[key] is None:
+                del data[key]
+        for key in ("dynamic", "deselected", "unittest"):
+            if not data[key]:
+                del data[key]
+        return data
+
+
+@dataclass(slots=True)
+class Collector:
+    """A module or class: the inner nodes of the test tree."""
+
+    nodeid: NodeId
+    path: RelPath
+    name: str
+    kind: CollectorKind
+    line: LineNo
+    end_line: LineNo
+    start_line: LineNo
+    parent: NodeId | None  # None for a module
+    markers: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class FixtureDef:
+    """A fixture definition found in a conftest.py or a test module."""
+
+    name: str
+    path: RelPath
+    line: LineNo
+    scope: str = "function"
+    autouse: bool = False
+    argnames: list[str] = field(default_factory=list)
+    params: list[str] | None = None  # ids of the params, if parametrized and known
+    params_dynamic: bool = False  # parametrized, but the params are not known statically
+    params_guessed: bool = False  # some param ids are guesses (values of unknown type)
+    cls: str | None = None  # the class it is defined in, if any (visible to that class only)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class FileError:
+    """Why a file (or part of it) could not be indexed."""
+
+    path: RelPath
+    message: str
+    line: LineNo | None = None
+    kind: str = "error"  # syntax, encoding, io, too-large, not-a-file, collect
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class FileIndex:
+    """Everything the index knows about one file."""
+
+    path: RelPath
+    items: list[TestItem] = field(default_factory=list)
+    collectors: list[Collector] = field(default_factory=list)
+    fixtures: list[FixtureDef] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
+    # Set when the file currently fails to parse: items above are the last good ones.
+    stale: bool = False
+
+
+# -- compact (marshal-able) forms for the index cache ------------------------------
+_ITEM_FIELDS = tuple(TestItem.__dataclass_fields__)
+_COLLECTOR_FIELDS = tuple(Collector.__dataclass_fields__)
+_FIXTURE_FIELDS = tuple(FixtureDef.__dataclass_fields__)
+_ERROR_FIELDS = tuple(FileError.__dataclass_fields__)
+
+
+def file_index_to_payload(fi: FileIndex) -> tuple[Any, ...]:
+    return (
+        [tuple(getattr(i, f) for f in _ITEM_FIELDS) for i in fi.items],
+        [tuple(getattr(c, f) for f in _COLLECTOR_FIELDS) for c in fi.collectors],
+        [tuple(getattr(x, f) for f in _FIXTURE_FIELDS) for x in fi.fixtures],
+        [tuple(getattr(e, f) for f in _ERROR_FIELDS) for e in fi.errors],
+    )
+
+
+def file_index_from_payload(path: RelPath, payload: tuple[Any, ...]) -> FileIndex:
+    items, collectors, fixtures, errors = payload
+    return FileIndex(
+        path,
+        [TestItem(*t) for t in items],
+        [Collector(*t) for t in collectors],
+        [FixtureDef(*t) for t in fixtures],
+        [FileError(*t) for t in errors],
+    )
