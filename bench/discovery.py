@@ -329,16 +329,20 @@ def time_reindex(suite: Suite, repeat: int) -> dict[str, Any]:
         return {"available": False, "reason": "no test file found"}
     try:
         started = time.perf_counter()
-        workspace = cls(suite.root)
+        try:
+            workspace = cls(suite.root, list(suite.discovery_args), use_cache=False)
+        except TypeError:
+            workspace = cls(suite.root)
         workspace.build()
         build_s = time.perf_counter() - started
         original = path.read_text(encoding="utf-8")
         edited = original + "\n\ndef test_tach_bench_added():\n    pass\n"
-        samples = []
+        samples, counts = [], []
         for i in range(2 * repeat):  # alternate edited/original so every call sees a change
             started = time.perf_counter()
-            workspace.update_file(path, edited if i % 2 == 0 else original)
+            result = workspace.update_file(path, edited if i % 2 == 0 else original)
             samples.append(time.perf_counter() - started)
+            counts.append(len(getattr(result, "items", ())))
     except Exception as exc:  # noqa: BLE001 - report, never crash the bench
         return {"available": False, "reason": f"WorkspaceIndex raised {exc!r}"}
     return {
@@ -347,6 +351,7 @@ def time_reindex(suite: Suite, repeat: int) -> dict[str, Any]:
         "lines": original.count("\n") + 1,
         "build_s": build_s,
         "update_median_s": statistics.median(samples),
+        "items_edited_original": counts[:2],  # the edit adds one test
         "samples": samples,
     }
 
@@ -380,6 +385,10 @@ def print_groups(title: str, groups: list[Group], listing: TachListing | None) -
     print(f"  {title}: {sum(g.count for g in groups)} ids in {len(groups)} functions; by hint:")
     for hint, count in Counter(g.hint for g in groups).most_common():
         print(f"    {count:5d} functions: {hint}")
+    absent = Counter(file_of(g.function) for g in groups if g.hint.endswith("nothing of this file"))
+    if absent:
+        shown = ", ".join(f"{path} ({count})" for path, count in absent.most_common(8))
+        print(f"    files absent from the other side ({len(absent)}; functions): {shown}")
     for group in groups[:GROUPS_SHOWN]:
         item = listing.items.get(group.first) if listing is not None else None
         where = f" (tach-ls: line {item.get('line')}, kind {item.get('kind')})" if item else ""
@@ -418,7 +427,8 @@ def print_reindex(reindex: dict[str, Any]) -> None:
         return
     print(
         f"  re-index: build {reindex['build_s'] * 1000:.0f} ms; update_file({reindex['file']}, "
-        f"{reindex['lines']} lines) median {reindex['update_median_s'] * 1000:.2f} ms"
+        f"{reindex['lines']} lines) median {reindex['update_median_s'] * 1000:.2f} ms; "
+        f"items edited/original {reindex['items_edited_original']}"
     )
 
 

@@ -41,14 +41,6 @@ LOCK_FILES = (
 )  # fmt: skip
 
 
-def stat_of(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_mtime_ns, st.st_size]
-
-
 class ZygotePlugin:
     """Registered into the project's pytest config: records collection, then serves."""
 
@@ -140,7 +132,7 @@ class CollectedLayer:
         for name, module in list(sys.modules.items()):
             filename = getattr(module, "__file__", None) or ""
             if procutil.in_workspace(filename, self.root, prefixes):
-                workspace[filename] = stat_of(filename)
+                workspace[filename] = procutil.stat_of(filename)
             elif name not in self.inherited_modules and filename:
                 external.append(name)
         config = session.config
@@ -151,7 +143,7 @@ class CollectedLayer:
         for path in sys.path:
             if path.endswith(("site-packages", "dist-packages")):
                 config_files.append(path)  # its mtime moves when a package is installed or removed
-        base_files = {path: stat_of(path) for path in config_files}
+        base_files = {path: procutil.stat_of(path) for path in config_files}
         rewrite = getattr(config.pluginmanager, "rewrite_hook", None)
         must_rewrite = sorted(getattr(rewrite, "_must_rewrite", ()) or ())
         self.send(
@@ -160,7 +152,7 @@ class CollectedLayer:
             rootdir=str(config.rootpath),
             count=len(items),
             modules=workspace,
-            dirs={d: stat_of(d) for d in sorted(plugin.dirs)},
+            dirs={d: procutil.stat_of(d) for d in sorted(plugin.dirs)},
             base_files=base_files,
             preload=[n for n in external if not _rewritten(n, must_rewrite)],
             threads=procutil.native_thread_count(),
@@ -201,7 +193,7 @@ class CollectedLayer:
         if args:
             chosen: dict[str, pytest.Item] = {}
             for arg in args:
-                hits = [i for i in items if _matches(i.nodeid, arg)]
+                hits = [i for i in items if procutil.arg_matches(i.nodeid, arg)]
                 if not hits:
                     missing.append(arg)
                 for item in hits:
@@ -337,17 +329,6 @@ class CollectedLayer:
 
 def _rewritten(name: str, must_rewrite: list[str]) -> bool:
     return any(name == m or name.startswith(m + ".") for m in must_rewrite)
-
-
-def _matches(nodeid: str, arg: str) -> bool:
-    """pytest's selection by argument: a folder, a file, a node id or its parametrized group."""
-    if arg in ("", ".") or nodeid == arg:
-        return True
-    if "::" in arg:
-        return nodeid.startswith(arg + "::") or nodeid.startswith(arg + "[")
-    path = nodeid.split("::", 1)[0]
-    arg = arg.rstrip("/")
-    return path == arg or path.startswith(arg + "/")
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -110,3 +110,23 @@ def read_from(path: str, offset: int, limit: int = OUTPUT_LIMIT) -> str:
     if rest > 0:
         text += f"\n[... tach-ls: output cut, {rest} more bytes not shown]\n"
     return text
+
+
+def stat_of(path: str) -> list[int] | None:
+    """``[mtime_ns, size]`` of a path, or None when it does not exist: a file's fingerprint."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def arg_matches(nodeid: str, arg: str) -> bool:
+    """pytest's selection by argument: a folder, a file, a node id or its parametrized group."""
+    if arg in ("", ".") or nodeid == arg:
+        return True
+    if "::" in arg:
+        return nodeid.startswith(arg + "::") or nodeid.startswith(arg + "[")
+    path = nodeid.split("::", 1)[0]
+    arg = arg.rstrip("/")
+    return path == arg or path.startswith(arg + "/")

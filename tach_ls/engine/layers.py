@@ -1,0 +1,356 @@
+"""The zygote's layers as the supervisor sees them: processes, freshness, restarts.
+
+Server side, driven by ``Supervisor`` on its loop thread. Owns:
+
+- the base process (``zygote.py base``) and the collected layer it forks, or
+  in spawn mode a standalone collector plus one fresh interpreter per batch;
+- the fingerprints the collected layer reported (stat of every workspace
+  module it imported, of the folders it walked, and of the config, lock
+  files, interpreter and site-packages), checked before every run so no test
+  ever runs against stale code: a changed workspace module re-forks the
+  collected layer from the base, a changed config or environment rebuilds
+  the base;
+- the preload list cache (third-party modules the collection imported,
+  remembered under the workspace's cache folder for the next base);
+- restarts with bounded exponential backoff after a layer dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .procutil import stat_of
+from .runs import RunMode, WorkerSlot, status_words
+
+if TYPE_CHECKING:
+    from .runs import Run
+    from .supervisor import Supervisor, _Conn
+
+PRELOAD_CACHE = "zygote-preload.json"
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+
+
+class LayerSet:
+    """Base + collected layers (fork mode) or collector + batch processes (spawn mode)."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.generation = 0
+        self.base: subprocess.Popen[bytes] | None = None
+        self.base_pidfd: int | None = None
+        self.base_conn: _Conn | None = None
+        self.collected_conn: _Conn | None = None
+        self.is_ready = False
+        self.busy = False
+        self.fatal_exit = 3
+        self.retry_at: float | None = None
+        self._retry_what = ""
+        self.failures = 0
+        self.fingerprint_collected: dict[str, Any] = {}
+        self.fingerprint_base: dict[str, Any] = {}
+        self._next_worker = 0
+        self._batches: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
+
+    @property
+    def spawn_mode(self) -> bool:
+        return self.sup.config.mode == RunMode.SPAWN
+
+    def new_worker_id(self) -> int:
+        self._next_worker += 1
+        return self._next_worker
+
+    # -- starting and stopping ---------------------------------------------------
+
+    def start(self) -> None:
+        from .supervisor import EngineState
+
+        self.busy = True
+        self.is_ready = False
+        rebuilding = self.generation > 0
+        self.sup.set_status(EngineState.REBUILDING if rebuilding else EngineState.STARTING, "base")
+        if self.spawn_mode:
+            self.generation += 1
+            self._launch(["collected", self.sup.spec(generation=self.generation)])
+            return
+        self._launch(["base", self.sup.spec(preload=self._read_preload())])
+
+    def _launch(self, argv: list[str]) -> None:
+        self.sup.items.clear()
+        self.sup.collect_errors.clear()
+        self.base = self.sup.popen(argv, "zygote.log")
+        self.base_pidfd = os.pidfd_open(self.base.pid)
+        self.sup.add_proc(self.base_pidfd, self._base_exited)
+
+    def stop(self) -> None:
+        """Stop every process of the engine and wait for them."""
+        self.is_ready = False
+        for conn in (self.collected_conn, self.base_conn):
+            if conn is not None:
+                try:
+                    wire.send(conn.sock, "shutdown")
+                except OSError:
+                    pass
+        proc = self.base
+        self._forget_base()
+        if proc is not None:
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for popen, pidfd in list(self._batches.values()):
+            popen.kill()
+            popen.wait()
+            self.sup.remove_proc(pidfd)
+        self._batches.clear()
+
+    def _forget_base(self) -> None:
+        if self.base_pidfd is not None:
+            self.sup.remove_proc(self.base_pidfd)
+        self.base, self.base_pidfd = None, None
+        for conn in (self.collected_conn, self.base_conn):
+            if conn is not None:
+                self.sup.drop_conn(conn)
+        self.collected_conn = self.base_conn = None
+
+    def _restart(self, what: str, reason: str) -> None:
+        """Rebuild ``what`` ('base' or 'collected') after ``reason``, later if it keeps failing."""
+        from .supervisor import EngineState
+
+        self.is_ready = False
+        self.busy = True
+        self.failures += 1
+        if self.failures > self.sup.config.max_restarts:
+            self.busy = False
+            self.fatal_exit = 3
+            self.sup.set_status(EngineState.FAILED, what, f"gave up after {self.failures - 1} restarts: {reason}")
+            return
+        delay = 0.0 if self.failures == 1 else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 2))
+        self.sup.set_status(EngineState.REBUILDING, what, reason)
+        self.retry_at = time.monotonic() + delay
+        self._retry_what = what
+
+    def check_retry(self, now: float) -> None:
+        if self.retry_at is None or now < self.retry_at:
+            return
+        self.retry_at = None
+        if self._retry_what == "collected" and self.base_conn is not None and not self.spawn_mode:
+            self._fork_collected()
+        else:
+            self._kill_base()
+            self.start()
+
+    def _kill_base(self) -> None:
+        proc = self.base
+        self._forget_base()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    # -- messages ----------------------------------------------------------------
+
+    def hello(self, conn: _Conn, msg: dict[str, Any]) -> None:
+        if msg["role"] == "base":
+            self.base_conn = conn
+        elif msg["role"] == "collected":
+            if conn.generation != self.generation:
+                self.sup.drop_conn(conn)
+                return
+            if self.collected_conn is not None:
+                self.sup.drop_conn(self.collected_conn)
+            self.collected_conn = conn
+
+    def base_ready(self, msg: dict[str, Any]) -> None:
+        if msg.get("layer") == "base":
+            self._fork_collected()
+
+    def _fork_collected(self) -> None:
+        from .supervisor import EngineState
+
+        assert self.base_conn is not None
+        if self.collected_conn is not None:
+            self.sup.drop_conn(self.collected_conn)
+            self.collected_conn = None
+        self.is_ready = False
+        self.busy = True
+        self.generation += 1
+        self.sup.items.clear()
+        self.sup.collect_errors.clear()
+        state = EngineState.REBUILDING if self.generation > 1 else EngineState.STARTING
+        self.sup.set_status(state, "collected", "collecting")
+        wire.send(self.base_conn.sock, "fork_collected", generation=self.generation)
+
+    def collected_ready(self, msg: dict[str, Any]) -> None:
+        from .supervisor import EngineState
+
+        self.fingerprint_collected = {**msg["modules"], **msg["dirs"]}
+        self.fingerprint_base = msg["base_files"]
+        self._write_preload(msg.get("preload", []))
+        self.is_ready, self.busy, self.failures = True, False, 0
+        detail = f"{msg['count']} tests collected"
+        if self.sup.collect_errors:
+            detail += f", {len(self.sup.collect_errors)} collection errors"
+        self.sup.set_status(EngineState.READY, "collected", detail)
+
+    def fatal(self, msg: dict[str, Any]) -> None:
+        from .supervisor import EngineState
+
+        self.is_ready, self.busy = False, False
+        self.fatal_exit = int(msg.get("exit", 3))
+        self.sup.set_status(EngineState.FAILED, msg.get("layer", "base"), msg["reason"])
+
+    def collected_exited(self, msg: dict[str, Any]) -> None:
+        if int(msg["generation"]) != self.generation:
+            return  # a layer we replaced on purpose
+        reason = f"collected layer {status_words(msg['status'])}"
+        self._lost(reason, "collected")
+
+    def _base_exited(self) -> None:
+        proc = self.base
+        code = proc.poll() if proc is not None else None
+        if proc is None:
+            return
+        self._forget_base()
+        if self.sup._stopping:
+            return
+        if self.sup.status.state.value == "failed" and not self.busy:
+            return  # it told us why with a fatal message
+        reason = f"zygote process exited ({code})"
+        tail = self.sup.log_tail("zygote.log")
+        if tail and code not in (None, 0):
+            reason += ": " + tail.splitlines()[-1]
+        self._lost(reason, "base")
+
+    def _lost(self, reason: str, what: str) -> None:
+        self.is_ready = False
+        self.sup.zygote_lost(reason)
+        if self.sup.status.state.value == "failed" and not self.busy:
+            return
+        self._restart(what, reason)
+
+    # -- freshness -----------------------------------------------------------------
+
+    def stale(self) -> str | None:
+        """'base', 'collected' or None, from the stat of everything the layers depend on."""
+        for path, seen in self.fingerprint_base.items():
+            if stat_of(path) != seen:
+                return "base"
+        for path, seen in self.fingerprint_collected.items():
+            if stat_of(path) != seen:
+                return "collected"
+        return None
+
+    def ensure_fresh(self) -> bool:
+        """True when a run may start now; else a rebuild is under way (or the engine failed)."""
+        if self.busy or self.retry_at is not None:
+            return False
+        if not self.is_ready:
+            from .supervisor import EngineState
+
+            if self.sup.status.state == EngineState.FAILED:
+                self.failures = 0
+                self._kill_base()
+                self.start()  # a failed layer gets a fresh try when asked to run again
+            return False
+        return not self.refresh_if_stale()
+
+    def refresh_if_stale(self) -> bool:
+        """Rebuild what went stale; True if a rebuild started."""
+        if not self.is_ready:
+            return False
+        what = self.stale()
+        if what is None:
+            return False
+        self.failures = 0
+        if what == "base" or self.spawn_mode or self.base_conn is None:
+            self._kill_base()
+            self.start()
+        else:
+            self._fork_collected()
+        return True
+
+    # -- work ----------------------------------------------------------------------
+
+    def select(self, run: Run) -> None:
+        assert self.collected_conn is not None
+        req = run.request
+        args = [self._to_rootdir(a) for a in req.args]
+        wire.send(self.collected_conn.sock, "select", req=run.id, args=args, keyword=req.keyword, markexpr=req.markexpr)
+
+    def _to_rootdir(self, arg: str) -> str:
+        path, sep, rest = arg.partition("::")
+        if os.path.isabs(path):
+            path = os.path.relpath(path, self.sup.rootdir)
+        path = os.path.normpath(path).replace(os.sep, "/") if path else path
+        return "" if path == "." and not sep else path + sep + rest
+
+    def spawn(self, slot: WorkerSlot) -> None:
+        if not self.spawn_mode:
+            assert self.collected_conn is not None
+            wire.send(self.collected_conn.sock, "spawn", worker=slot.worker, nodeids=slot.nodeids)
+            return
+        popen = self.sup.popen(
+            ["batch", self.sup.spec(), str(slot.worker), json.dumps(slot.nodeids)], f"batch{slot.worker}.log"
+        )
+        pidfd = os.pidfd_open(popen.pid)
+        self._batches[slot.worker] = (popen, pidfd)
+        slot.pid = popen.pid
+
+        def exited() -> None:
+            self._batches.pop(slot.worker, None)
+            self.sup.remove_proc(pidfd)
+            status = popen.wait()
+            wire_status = {"signal": -status, "name": _signame(-status)} if status < 0 else {"code": status}
+            self.sup.on_worker_exited({"worker": slot.worker, "pid": popen.pid, "status": wire_status})
+
+        self.sup.add_proc(pidfd, exited)
+
+    def kill(self, workers: list[int]) -> None:
+        if self.collected_conn is not None and not self.spawn_mode:
+            try:
+                wire.send(self.collected_conn.sock, "kill", workers=workers)
+            except OSError:
+                pass
+        for worker in workers:
+            entry = self._batches.get(worker)
+            if entry is not None:
+                entry[0].kill()
+
+    # -- preload cache ---------------------------------------------------------------
+
+    def _read_preload(self) -> list[str]:
+        path = self.sup.cache_file(PRELOAD_CACHE)
+        if path is None:
+            return []
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return []
+        if data.get("python") != str(self.sup.config.python):
+            return []
+        return [str(n) for n in data.get("modules", [])]
+
+    def _write_preload(self, modules: list[str]) -> None:
+        path = self.sup.cache_file(PRELOAD_CACHE)
+        if path is None or self.spawn_mode:
+            return
+        known = self._read_preload()
+        merged = known + [m for m in modules if m not in set(known)]
+        if merged == known and path.exists():
+            return
+        try:
+            path.write_text(json.dumps({"python": str(self.sup.config.python), "modules": merged}))
+        except OSError:
+            pass
+
+
+def _signame(number: int) -> str:
+    from .procutil import signal_name
+
+    return signal_name(number)

@@ -1,0 +1,1 @@
+"""Shared test helpers. See tests/unit (pure), tests/engine (real forks), tests/e2e (real LSP client)."""
