@@ -62,10 +62,13 @@ def run(cmd: Sequence[str], suite: Suite, extra_env: dict[str, str] | None = Non
     """Run `cmd` in the suite's root with the suite's environment (no PYTHONDONTWRITEBYTECODE)."""
     env = {**suite.env, **(extra_env or {})}
     started = time.perf_counter()
-    proc = subprocess.run(list(cmd), cwd=suite.root, env=env, capture_output=True)
+    proc = subprocess.run(list(cmd), cwd=suite.root, env=env, capture_output=True, check=False)
     seconds = time.perf_counter() - started
-    decode = lambda data: data.decode("utf-8", errors="replace")  # noqa: E731
-    return Output(proc.returncode, decode(proc.stdout), decode(proc.stderr), seconds)
+    return Output(proc.returncode, _decode(proc.stdout), _decode(proc.stderr), seconds)
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def pytest_command(suite: Suite) -> list[str]:
@@ -79,6 +82,19 @@ def tach_command() -> tuple[list[str], dict[str, str]]:
         return [found], {}
     code = "from tach_ls.cli import main; raise SystemExit(main())"
     return [sys.executable, "-c", code], {"PYTHONPATH": str(REPO_ROOT)}
+
+
+def tach_interpreter() -> str:
+    """The interpreter `tach-ls` runs with: its script's `#!` line, else the running one."""
+    cmd, _env = tach_command()
+    if cmd[0] != sys.executable:
+        try:
+            first = Path(cmd[0]).read_bytes().split(b"\n", 1)[0].decode()
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        if first.startswith("#!") and "python" in first and " " not in first.strip():
+            return first[2:].strip()
+    return sys.executable
 
 
 def tach_list_command(suite: Suite, *flags: str) -> tuple[list[str], dict[str, str]]:
@@ -185,8 +201,13 @@ def list_with_tach(suite: Suite) -> TachListing:
 def function_key(nodeid: str) -> str:
     """The node id without its parametrization: `f.py::C::test_x[1-a]` -> `f.py::C::test_x`."""
     start = nodeid.find("::")
-    bracket = nodeid.find("[", start if start >= 0 else 0)
+    bracket = nodeid.find("[", max(start, 0))
     return nodeid[:bracket] if bracket >= 0 else nodeid
+
+
+def params_of(nodeid: str, function: str) -> str:
+    """The `[...]` part of a node id of `function`, or "(no params)"."""
+    return nodeid[len(function) :] or "(no params)"
 
 
 def file_of(nodeid: str) -> str:
@@ -217,14 +238,18 @@ def group_disagreements(ours: Iterable[str], theirs: Sequence[str], other_name: 
     groups = []
     for function, nodeids in by_function.items():
         others = other_by_function.get(function, [])
-        if others:
-            hint = f"{other_name} has this function with other ids"
+        if others == [function]:
+            hint = f"{other_name} lists it without params"
+        elif others and nodeids == [function]:
+            hint = f"{other_name} has it parametrized"
+        elif others:
+            hint = f"{other_name} has other ids for it"
         elif file_of(function) in other_files:
             hint = f"{other_name} has the file, not this function"
         else:
             hint = f"{other_name} has nothing of this file"
-        examples = [nodeid[len(function) :] or nodeid for nodeid in sorted(nodeids)[:EXAMPLES_SHOWN]]
-        shown_others = [nodeid[len(function) :] for nodeid in sorted(others)[:EXAMPLES_SHOWN]]
+        examples = [params_of(nodeid, function) for nodeid in sorted(nodeids)[:EXAMPLES_SHOWN]]
+        shown_others = [params_of(nodeid, function) for nodeid in sorted(others)[:EXAMPLES_SHOWN]]
         groups.append(Group(function, len(nodeids), hint, min(nodeids), examples, shown_others))
     groups.sort(key=lambda g: (-g.count, g.function))
     return groups
@@ -271,6 +296,7 @@ class Timing:
     tach_warm_s: float
     cold_ratio: float
     warm_ratio: float
+    startup_floor_s: float  # `python -c pass` with tach-ls's interpreter: no whole process beats it
     repeat: int
     samples: dict[str, list[float]]
     failures: list[str]
@@ -282,10 +308,17 @@ def time_discovery(suite: Suite, repeat: int) -> Timing:
     tach_cmd, tach_env = tach_list_command(suite)
     run(py_cmd, suite)  # untimed warm-up: pytest's and the suite's .pyc files, the OS cache
     run(tach_cmd, suite, tach_env)  # untimed warm-up: tach-ls's own .pyc files
-    samples: dict[str, list[float]] = {"pytest": [], "tach_cold": [], "tach_warm": []}
+    floor_cmd = [tach_interpreter(), "-c", "pass"]
+    samples: dict[str, list[float]] = {"pytest": [], "tach_cold": [], "tach_warm": [], "startup_floor": []}
     failures: list[str] = []
+    rounds = (
+        ("pytest", py_cmd, None),
+        ("tach_cold", tach_cmd, tach_env),
+        ("tach_warm", tach_cmd, tach_env),
+        ("startup_floor", floor_cmd, None),
+    )
     for _ in range(repeat):
-        for key, cmd, env in (("pytest", py_cmd, None), ("tach_cold", tach_cmd, tach_env), ("tach_warm", tach_cmd, tach_env)):
+        for key, cmd, env in rounds:
             if key == "tach_cold":
                 clear_tach_cache(suite)
             out = run(cmd, suite, env)
@@ -299,6 +332,7 @@ def time_discovery(suite: Suite, repeat: int) -> Timing:
         tach_warm_s=med["tach_warm"],
         cold_ratio=med["pytest"] / med["tach_cold"],
         warm_ratio=med["pytest"] / med["tach_warm"],
+        startup_floor_s=med["startup_floor"],
         repeat=repeat,
         samples=samples,
         failures=failures,
@@ -417,6 +451,11 @@ def print_timing(timing: Timing) -> None:
         f"{verdict(timing.cold_ratio >= TARGET_COLD)}), tach-ls warm {timing.tach_warm_s * 1000:.1f} ms "
         f"({timing.warm_ratio:.1f}x, target >= {TARGET_WARM:.0f}x: {verdict(timing.warm_ratio >= TARGET_WARM)})"
     )
+    best = timing.pytest_s / timing.startup_floor_s
+    print(
+        f"  interpreter startup floor ({tach_interpreter()} -c pass): {timing.startup_floor_s * 1000:.1f} ms, "
+        f"so no whole process can beat {best:.0f}x here"
+    )
     for failure in timing.failures:
         print(f"  timed run failed: {failure}")
 
@@ -436,7 +475,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print()
     print(
         f"{'suite':<9}{'pytest':>8}{'tach':>7}{'match':>7}{'miss':>6}{'extra':>6}{'agree%':>8}"
-        f"{'pytest ms':>11}{'cold ms':>9}{'warm ms':>9}{'cold x':>8}{'warm x':>8}{'reindex ms':>12}"
+        f"{'pytest ms':>11}{'cold ms':>9}{'warm ms':>9}{'cold x':>8}{'warm x':>8}{'floor ms':>10}{'reindex ms':>12}"
     )
     for r in results:
         a, t, ri = r["agreement"], r["timing"], r["reindex"]
@@ -444,7 +483,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
         print(
             f"{r['suite']:<9}{a['pytest_total']:>8}{a['tach_total']:>7}{a['matched']:>7}{a['missing']:>6}{a['extra']:>6}"
             f"{a['agreement_pct']:>8.2f}{t['pytest_s'] * 1000:>11.0f}{t['tach_cold_s'] * 1000:>9.1f}"
-            f"{t['tach_warm_s'] * 1000:>9.1f}{t['cold_ratio']:>8.1f}{t['warm_ratio']:>8.1f}{reindex:>12}"
+            f"{t['tach_warm_s'] * 1000:>9.1f}{t['cold_ratio']:>8.1f}{t['warm_ratio']:>8.1f}"
+            f"{t['startup_floor_s'] * 1000:>10.1f}{reindex:>12}"
         )
     print(f"targets: agreement >= {TARGET_AGREEMENT:.0f}%, cold >= {TARGET_COLD:.0f}x, warm >= {TARGET_WARM:.0f}x")
 

@@ -201,8 +201,8 @@ def _pip(python: str | Path, args: Sequence[str], quiet: bool) -> subprocess.Com
     """Run pip; its output goes to stderr unless quiet (then it is captured for errors)."""
     cmd = [str(python), "-m", "pip", "--disable-pip-version-check", *args]
     if quiet:
-        return subprocess.run(cmd, capture_output=True, text=True)
-    return subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, text=True)
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, text=True, check=False)
 
 
 def _available_versions(dist: str) -> str:
@@ -210,6 +210,7 @@ def _available_versions(dist: str) -> str:
         [_base_python(), "-m", "pip", "index", "versions", dist],
         capture_output=True,
         text=True,
+        check=False,
     )
     match = re.search(r"Available versions:\s*(.*)", out.stdout)
     return match.group(1).strip() if match else "(pip index versions found none)"
@@ -284,6 +285,7 @@ def _build_venv(recipe: Recipe, root: Path, venv: Path, quiet: bool) -> None:
         capture_output=True,
         text=True,
         cwd=venv,
+        check=False,
     )
     if check.returncode != 0:
         raise SuiteError(f"bench/suites.py: the {recipe.dist} venv cannot import its tools:\n{check.stderr}")
@@ -359,6 +361,7 @@ def _collect_summary(suite: Suite, args: Sequence[str]) -> str:
         env=suite.env,
         capture_output=True,
         text=True,
+        check=False,
     )
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     return f"{lines[-1] if lines else '(no output)'} [exit {out.returncode}]"

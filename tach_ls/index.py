@@ -26,7 +26,7 @@ from tach_ls.index_cache import IndexCache, signature
 from tach_ls.model import FileError, FileIndex, FixtureDef, RelPath, TestItem, file_index_from_payload, file_index_to_payload
 from tach_ls.module_scan import ModuleScan, is_fixture_decorator, scan_module
 from tach_ls.selectexpr import ExpressionError, compile_expression, keyword_matcher, mark_matcher
-from tach_ls.walk import relpath, to_file_errors, walk
+from tach_ls.walk import Walker, relpath, to_file_errors, walk
 
 MAX_READ = 64 * 1024 * 1024
 
@@ -79,6 +79,10 @@ class WorkspaceIndex:
         self.walk_errors: list[FileError] = []
         self.config_errors: list[str] = []
         self.node_filters: list[str] = []
+        self._roots: list[Path] = []
+        self._args_paths: list[Path] = []
+        self.last_changed: list[RelPath] = []  # files re-indexed by the last update_file()
+        self.stats = {"parsed": 0, "cached": 0}  # files parsed vs taken from the cache, last build
         self._conftests: dict[Path, _Conftest | None] = {}
         self._scans: dict[Path, tuple[object, ModuleScan | None]] = {}
         self._cache = IndexCache(cache_dir(self.root) if use_cache else None, self.cfg.fingerprint())
@@ -107,7 +111,9 @@ class WorkspaceIndex:
 
     def build(self) -> None:
         self._cache.load()
-        result = walk(self.cfg, self.collection_args(), self._conftest_ignores)
+        self._args_paths = self.collection_args()
+        self._roots = [p for p in self._args_paths if p.is_dir()]
+        result = walk(self.cfg, self._args_paths, self._conftest_ignores)
         self.walk_errors = to_file_errors(result, self.root)
         self.files = {}
         for path in result.files:
@@ -127,6 +133,7 @@ class WorkspaceIndex:
 
         payload = self._cache.lookup(rel, sig, read, self._dep_signature)
         if payload is not None:
+            self.stats["cached"] += 1
             fi = file_index_from_payload(rel, payload)
             self._apply_selection(fi)
             return fi
@@ -135,6 +142,7 @@ class WorkspaceIndex:
             assert error is not None
             error.path = rel
             return FileIndex(rel, errors=[error])
+        self.stats["parsed"] += 1
         fi, deps = self._discover(rel, data)
         self._cache.store(rel, sig, data, deps, file_index_to_payload(fi))
         self._apply_selection(fi)
@@ -153,9 +161,18 @@ class WorkspaceIndex:
         """Re-index one file (from an editor buffer if `text` is given, else from disk)."""
         path = Path(os.path.abspath(self.root / path))
         rel = relpath(path, self.root)
+        self._scans.pop(path, None)
+        self.last_changed = [rel]
         if path.name == "conftest.py":
             self._conftests.pop(path.parent, None)
-        self._scans.pop(path, None)
+            self._conftest(path.parent, None if text is None else _as_bytes(text))
+            # Fixtures and collect_ignore of a conftest reach every file below it.
+            below = [r for r in self.files if r != rel and (self.root / r).is_relative_to(path.parent)]
+            for other in below:
+                self._reindex_from_disk(other)
+            self.last_changed += below
+        if rel not in self.files and not self.is_test_file(path):
+            return FileIndex(rel)
         if text is None:
             data, error, _ = read_source(path)
             if data is None:
@@ -165,7 +182,7 @@ class WorkspaceIndex:
                 self.files[rel] = fi
                 return fi
         else:
-            data = text.encode("utf-8") if isinstance(text, str) else text
+            data = _as_bytes(text)
         fi, _deps = self._discover(rel, data)
         previous = self.files.get(rel)
         if fi.errors and not fi.items and previous is not None and previous.items and any(e.kind == "syntax" for e in fi.errors):
@@ -174,6 +191,27 @@ class WorkspaceIndex:
         self._apply_selection(fi)
         self.files[rel] = fi
         return fi
+
+    def is_test_file(self, path: Path) -> bool:
+        """Would pytest collect this file when run on the workspace (its name, folders, ignores)?"""
+        walker = Walker(self.cfg, self._conftest_ignores)
+        if path.suffix != ".py" or not walker.matches_python_files(path) or walker.ignored(path, False):
+            return False
+        roots = self._roots or [self.root]
+        for parent in path.parents:
+            if parent in roots:
+                return True
+            if walker.ignored(parent, True):
+                return False
+        return False
+
+    def _reindex_from_disk(self, rel: RelPath) -> None:
+        data, error, _ = read_source(self.root / rel)
+        if data is None:
+            return
+        fi, _deps = self._discover(rel, data)
+        self._apply_selection(fi)
+        self.files[rel] = fi
 
     def remove_file(self, path: Path | str) -> None:
         rel = relpath(Path(os.path.abspath(self.root / path)), self.root)
@@ -236,14 +274,14 @@ class WorkspaceIndex:
         return out
 
     # -- conftests -------------------------------------------------------------------
-    def _conftest(self, folder: Path) -> _Conftest | None:
-        if folder in self._conftests:
+    def _conftest(self, folder: Path, text: bytes | None = None) -> _Conftest | None:
+        if folder in self._conftests and text is None:
             return self._conftests[folder]
         path = folder / "conftest.py"
         conf: _Conftest | None = None
-        if path.is_file():
+        if text is not None or path.is_file():
             rel = relpath(path, self.root)
-            data, error, _ = read_source(path)
+            data, error, _ = (text, None, rel) if text is not None else read_source(path)
             conf = _Conftest(path, None)
             if data is None:
                 conf.error = error
@@ -341,6 +379,10 @@ class WorkspaceIndex:
 
     def _dep_signature(self, rel: str) -> tuple[int, int] | None:
         return signature(self.root / rel)
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else text
 
 
 def _basedir(folder: Path) -> Path:

@@ -167,8 +167,7 @@ class LayerSet:
             self.collected_conn = conn
 
     def base_ready(self, msg: dict[str, Any]) -> None:
-        if msg.get("layer") == "base":
-            self._fork_collected()
+        self._fork_collected()
 
     def _fork_collected(self) -> None:
         from .supervisor import EngineState

@@ -126,7 +126,7 @@ class Supervisor:
 
     def __init__(self, config: EngineConfig, on_state: StateCallback | None = None) -> None:
         self.config = config
-        self.on_state = on_state
+        self._on_state = on_state
         self.status = EngineStatus(EngineState.STOPPED, "base")
         self.warnings: list[str] = []
         self.items: list[tuple[NodeId, str, int]] = []
@@ -262,8 +262,8 @@ class Supervisor:
             self._ready.set()
         else:
             self._ready.clear()
-        if self.on_state is not None:
-            self.on_state(self.status)
+        if self._on_state is not None:
+            self._on_state(self.status)
 
     def _next_deadline(self) -> float | None:
         times = [t for slot in self._workers.values() for t in (slot.deadline, slot.kill_at) if t is not None]
@@ -281,7 +281,7 @@ class Supervisor:
         self._current.generation = int(msg.get("generation", 0))
         self._layers.hello(self._current, msg)
 
-    def on_state(self, msg: dict[str, Any]) -> None:
+    def on_base_ready(self, msg: dict[str, Any]) -> None:
         self._layers.base_ready(msg)
 
     def on_fatal(self, msg: dict[str, Any]) -> None:

@@ -182,9 +182,7 @@ def _base(spec: dict[str, Any]) -> NoReturn:
     threads = procutil.native_thread_count()
     wire.send(
         conn,
-        "state",
-        layer="base",
-        state="ready",
+        "base_ready",
         detail=f"pytest {pytest.__version__}, {loaded} modules preloaded in {time.monotonic() - started:.2f}s",
         threads=threads,
     )
