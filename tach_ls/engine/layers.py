@@ -52,6 +52,7 @@ class LayerSet:
         self.retry_at: float | None = None
         self._retry_what = ""
         self.failures = 0
+        self.failed_at = 0.0
         self.fingerprint_collected: dict[str, Any] = {}
         self.fingerprint_base: dict[str, Any] = {}
         self._next_worker = 0
@@ -129,6 +130,7 @@ class LayerSet:
         if self.failures > self.sup.config.max_restarts:
             self.busy = False
             self.fatal_exit = 3
+            self.failed_at = time.monotonic()
             self.sup.set_status(EngineState.FAILED, what, f"gave up after {self.failures - 1} restarts: {reason}")
             return
         delay = 0.0 if self.failures == 1 else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 2))
@@ -202,6 +204,7 @@ class LayerSet:
 
         self.is_ready, self.busy = False, False
         self.fatal_exit = int(msg.get("exit", 3))
+        self.failed_at = time.monotonic()
         self.sup.set_status(EngineState.FAILED, msg.get("layer", "base"), msg["reason"])
 
     def collected_exited(self, msg: dict[str, Any]) -> None:
@@ -250,14 +253,15 @@ class LayerSet:
         if self.busy or self.retry_at is not None:
             return False
         if not self.is_ready:
-            from .supervisor import EngineState
-
-            if self.sup.status.state == EngineState.FAILED:
-                self.failures = 0
-                self._kill_base()
-                self.start()  # a failed layer gets a fresh try when asked to run again
             return False
         return not self.refresh_if_stale()
+
+    def retry_failed(self) -> None:
+        """Start again from the base after a failure (the user may have fixed the cause)."""
+        self.failures = 0
+        self.failed_at = float("inf")
+        self._kill_base()
+        self.start()
 
     def refresh_if_stale(self) -> bool:
         """Rebuild what went stale; True if a rebuild started."""

@@ -426,7 +426,11 @@ class Supervisor:
             return
         run = self._runs[0]
         if run.phase == "waiting":
-            if self.status.state == EngineState.FAILED and not self._layers.busy:
+            failed = self.status.state == EngineState.FAILED and not self._layers.busy
+            if failed and self._layers.failed_at < run.started_at:
+                self._layers.retry_failed()  # asked again after a failure: give the layers a fresh try
+                return
+            if failed:
                 run.errors.append(self.status.detail)
                 run.exit_override = self._layers.fatal_exit
                 self._finish(run)

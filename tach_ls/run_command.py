@@ -1,0 +1,133 @@
+"""`tach-ls run`: run tests through the warm zygote from a terminal or CI.
+
+``add_arguments`` is called for every command while the parser is built, so
+this module imports only the standard library at the top; the engine and
+the reporters are imported inside ``run``. Exit codes are pytest's: 0 all
+passed, 1 some failed, 2 interrupted (or errors during collection), 3
+internal error, 4 usage error, 5 no tests collected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("targets", nargs="*", metavar="PATH|NODEID", help="files, folders or node ids (default: testpaths)")
+    parser.add_argument("-k", dest="keyword", default="", metavar="EXPR", help="as pytest's -k")
+    parser.add_argument("-m", dest="markexpr", default="", metavar="EXPR", help="as pytest's -m")
+    parser.add_argument("-n", dest="workers", type=int, default=None, metavar="WORKERS", help="parallel workers (default: CPU count)")
+    parser.add_argument("--format", choices=("human", "json"), default="human", help="human report or one JSON event per line")
+    parser.add_argument("--junit-xml", metavar="FILE", help="also write JUnit XML to FILE")
+    parser.add_argument("--lcov", metavar="FILE", help="write line coverage as lcov (not available yet)")
+    parser.add_argument("--coverage", action="store_true", help="collect per-test coverage (not available yet)")
+    parser.add_argument("--affected", action="store_true", help="run only tests affected by changes (not available yet)")
+    parser.add_argument("--isolation", choices=("off", "auto", "strict"), default="off", help="worker isolation (not available yet)")
+    parser.add_argument("--mode", choices=("fork", "spawn"), default="fork", help="fork from the warm zygote, or a fresh interpreter per batch")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per-test time limit (default 300)")
+    parser.add_argument("--python", metavar="PATH", help="the project's interpreter (default: VIRTUAL_ENV, .venv, venv, this one)")
+
+
+def _not_yet(args: argparse.Namespace) -> None:
+    notes = []
+    if args.lcov or args.coverage:
+        notes.append("coverage (--coverage/--lcov)")
+    if args.affected:
+        notes.append("--affected (running the whole selection)")
+    if args.isolation != "off":
+        notes.append(f"--isolation {args.isolation} (running without isolation)")
+    for note in notes:
+        sys.stderr.write(f"tach-ls: {note} is not available yet\n")
+
+
+def _collect_args(targets: list[str]) -> list[str]:
+    """The files and folders to collect: the path part of each target, made absolute."""
+    paths: list[str] = []
+    for target in targets:
+        path = os.path.abspath(target.split("::", 1)[0])
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    from tach_ls.cachedir import cache_dir
+    from tach_ls.engine import interpreter
+    from tach_ls.engine.runs import RunMode, RunRequest
+    from tach_ls.engine.supervisor import EngineConfig, EngineState, Supervisor
+    from tach_ls.report import Reporter
+    from tach_ls.report.human import HumanReporter
+    from tach_ls.report.junit import JunitReporter
+    from tach_ls.report.ndjson import NdjsonReporter
+
+    _not_yet(args)
+    root = Path.cwd()
+    for target in args.targets:
+        if not os.path.exists(target.split("::", 1)[0]):
+            sys.stderr.write(f"ERROR: file or directory not found: {target}\n")
+            return 4
+    try:
+        python = interpreter.find(root, args.python)
+        interpreter.check(python)
+    except interpreter.InterpreterError as exc:
+        sys.stderr.write(f"tach-ls: {exc}\n")
+        return 4
+
+    reporters: list[Reporter] = [NdjsonReporter(sys.stdout) if args.format == "json" else HumanReporter(sys.stdout)]
+    if args.junit_xml:
+        reporters.append(JunitReporter(Path(args.junit_xml)))
+    defaults = EngineConfig(root=root)
+    config = EngineConfig(
+        root=root,
+        python=python,
+        cache_dir=cache_dir(root),
+        workers=args.workers or defaults.workers,
+        timeout=args.timeout if args.timeout is not None else defaults.timeout,
+        mode=RunMode(args.mode),
+        collect_args=_collect_args(args.targets),
+        standby=False,  # one run and gone: a standby child would be wasted work
+    )
+    supervisor = Supervisor(config)
+    supervisor.start()
+    request = RunRequest(
+        args=[_absolute(t) for t in args.targets], keyword=args.keyword, markexpr=args.markexpr, workers=args.workers
+    )
+
+    def on_start(total: int) -> None:
+        for reporter in reporters:
+            reporter.start(total)
+
+    def on_result(result: object) -> None:
+        for reporter in reporters:
+            reporter.result(result)  # type: ignore[arg-type]
+
+    handle = supervisor.run(request, on_result=on_result, on_start=on_start)
+    try:
+        while not handle.done:
+            try:
+                handle.wait(0.5)
+            except TimeoutError:
+                continue
+    except KeyboardInterrupt:
+        handle.cancel()
+        handle.wait(10)
+    summary = handle.wait()
+    if handle.total is None:
+        for reporter in reporters:
+            reporter.start(0)
+    for reporter in reporters:
+        reporter.finish(summary)
+    for warning in supervisor.warnings:
+        sys.stderr.write(f"tach-ls warning: {warning}\n")
+    if supervisor.status.state == EngineState.FAILED:
+        sys.stderr.write(f"tach-ls: the zygote failed: {supervisor.status.detail}\n")
+    supervisor.shutdown()
+    return summary.exit_code
+
+
+def _absolute(target: str) -> str:
+    path, sep, rest = target.partition("::")
+    return os.path.abspath(path) + sep + rest
