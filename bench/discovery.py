@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import statistics
@@ -303,29 +304,37 @@ class Timing:
 
 
 def time_discovery(suite: Suite, repeat: int) -> Timing:
-    """pytest, tach-ls cold and tach-ls warm, interleaved in each round so drift hits all three."""
-    py_cmd = pytest_command(suite)
+    """pytest, tach-ls cold and warm, and the startup floor, interleaved in each round so drift hits all.
+
+    A timed run whose exit code differs from its untimed warm-up's (e.g. tach-ls
+    broken mid-edit) is left out of the medians and reported.
+    """
     tach_cmd, tach_env = tach_list_command(suite)
-    run(py_cmd, suite)  # untimed warm-up: pytest's and the suite's .pyc files, the OS cache
-    run(tach_cmd, suite, tach_env)  # untimed warm-up: tach-ls's own .pyc files
-    floor_cmd = [tach_interpreter(), "-c", "pass"]
-    samples: dict[str, list[float]] = {"pytest": [], "tach_cold": [], "tach_warm": [], "startup_floor": []}
-    failures: list[str] = []
-    rounds = (
-        ("pytest", py_cmd, None),
+    rounds: tuple[tuple[str, list[str], dict[str, str] | None], ...] = (
+        ("pytest", pytest_command(suite), None),
         ("tach_cold", tach_cmd, tach_env),
         ("tach_warm", tach_cmd, tach_env),
-        ("startup_floor", floor_cmd, None),
+        ("startup_floor", [tach_interpreter(), "-c", "pass"], None),
     )
+    # Untimed warm-ups: .pyc files of pytest, the suite and tach-ls, the OS cache; the expected exit codes.
+    expected = {key: run(cmd, suite, env).returncode for key, cmd, env in rounds}
+    samples: dict[str, list[float]] = {key: [] for key, _cmd, _env in rounds}
+    failures: list[str] = []
     for _ in range(repeat):
         for key, cmd, env in rounds:
             if key == "tach_cold":
                 clear_tach_cache(suite)
             out = run(cmd, suite, env)
-            samples[key].append(out.seconds)
-            if out.returncode not in (0, 5) and len(failures) < 6:
-                failures.append(f"{key} exited {out.returncode}: {out.stderr.strip()[-300:]}")
-    med = {key: statistics.median(values) for key, values in samples.items()}
+            if out.returncode == expected[key]:
+                samples[key].append(out.seconds)
+            elif len(failures) < 6:
+                failures.append(
+                    f"{key} exited {out.returncode} (warm-up: {expected[key]}), left out: {out.stderr.strip()[-300:]}"
+                )
+    for key, code in expected.items():
+        if code not in (0, 5):
+            failures.append(f"{key} warm-up exited {code}")
+    med = {key: statistics.median(values) if values else float("nan") for key, values in samples.items()}
     return Timing(
         pytest_s=med["pytest"],
         tach_cold_s=med["tach_cold"],
@@ -518,6 +527,17 @@ def bench_suite(suite: Suite, repeat: int) -> dict[str, Any]:
     }
 
 
+def finite(value: Any) -> Any:
+    """`value` with NaN floats (a command that never succeeded) as null, so the JSON stays standard."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="SUITE", help=f"default: {' '.join(SUITES)}")
@@ -532,7 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [bench_suite(prepare(name), max(1, args.repeat)) for name in args.names or list(SUITES)]
     print_table(results)
     if args.json:
-        args.json.write_text(json.dumps({"python": sys.version.split()[0], "results": results}, indent=2))
+        doc = {"python": sys.version.split()[0], "results": results}
+        args.json.write_text(json.dumps(finite(doc), indent=2))
         print(f"wrote {args.json}")
     return 0
 

@@ -21,7 +21,7 @@ from tach_ls.fixtures_static import FixtureLookup, fixture_axes, fixture_from_de
 from tach_ls.model import Collector, FileError, FileIndex, FixtureDef, RelPath, TestItem
 from tach_ls.module_scan import Binding, ClassScan, FuncNode, ModuleScan, decorator_name, is_fixture_decorator, scan_module
 from tach_ls.paramids import Axis, Unknown, axis_from_parametrize, combine
-from tach_ls.static_eval import mark_name
+from tach_ls.static_eval import Env, mark_name
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
@@ -42,6 +42,21 @@ class Context(Protocol):
 
     def conftest_fixtures(self, path: RelPath) -> FixtureLookup:
         """Fixtures visible to `path` from conftest.py files, closest last."""
+
+
+def attach_resolver(env: Env, importer: RelPath, context: Context) -> None:
+    """Let `env` evaluate names imported from other workspace modules (found through `context`)."""
+
+    def resolver(module: str | None, name: str | None, level: int) -> Env | None:
+        found = context.resolve(importer, module, level, name)
+        if found is None:
+            return None
+        other_path, other = found
+        if other.env.resolver is None:
+            attach_resolver(other.env, other_path, context)
+        return other.env
+
+    env.resolver = resolver
 
 
 class NoContext:
@@ -122,6 +137,7 @@ class _Discovery:
         self.module_marks = list(scan.mark_nodes)
         self.module_id = relpath
         self.conftest = context.conftest_fixtures(relpath)
+        attach_resolver(scan.env, relpath, context)
         self.module_fixtures: dict[str, FixtureDef] = {}
 
     def run(self) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tach_ls.cachedir import cache_dir
 from tach_ls.config import PytestConfig, resolve
-from tach_ls.discovery_ast import CollectOptions, discover, parse
+from tach_ls.discovery_ast import CollectOptions, attach_resolver, discover, parse
 from tach_ls.fixtures_static import FixtureLookup, fixture_from_def
 from tach_ls.index_cache import IndexCache, signature
 from tach_ls.model import FileError, FileIndex, FixtureDef, RelPath, TestItem, file_index_from_payload, file_index_to_payload
@@ -291,6 +291,7 @@ class WorkspaceIndex:
                     conf.error = perr
                 else:
                     conf.scan = scan_module(tree)
+                    attach_resolver(conf.scan.env, rel, _Context(self))
                     conf.ignore = [folder / p for p in conf.scan.collect_ignore]
                     conf.ignore_glob = [str(folder / g) for g in conf.scan.collect_ignore_glob]
                     for binding in conf.scan.bindings.values():

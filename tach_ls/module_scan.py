@@ -156,9 +156,20 @@ def _register_class(scan: ModuleScan, sub: ClassScan) -> None:
     enum_bases = base_names & (_ENUM_BASES | set(scan.env.enums))
     if enum_bases:
         members: dict[str, object] = {}
+        flag = bool(base_names & {"Flag", "IntFlag"})
+        last: object = 0
         for name, binding in sub.bindings.items():
             if binding.kind == "value" and not name.startswith("_"):
-                members[name] = getattr(binding.node, "_tach_value", None)
+                node = binding.node
+                if isinstance(node, ast.Call) and decorator_name(node).rsplit(".", 1)[-1] == "auto":
+                    # enum.auto(): 1, 2, 3... or, for flags, the next power of two.
+                    if isinstance(last, int):
+                        last = (1 << last.bit_length()) if flag else last + 1
+                    else:
+                        last = None
+                    members[name] = last
+                else:
+                    members[name] = last = getattr(node, "_tach_value", None)
         value_str = bool(base_names & _VALUE_STR_ENUMS) or "str" in base_names and "Enum" not in base_names
         scan.env.enums[sub.name] = EnumClass(sub.name, members, value_str)
     else:
@@ -173,6 +184,7 @@ def _scan_import(stmt: ast.Import | ast.ImportFrom, scan: ModuleScan, bindings: 
             bindings[local] = Binding("import", stmt, imp=Import(alias.name, None, 0, stmt.lineno))
             if top:
                 scan.env.imported.add(local)
+                scan.env.imports[local] = (alias.name if alias.asname else local, None, 0)
                 if alias.name == "pytest":
                     scan.env.pytest_names.add(local)
                 elif alias.name == "math":
@@ -190,6 +202,7 @@ def _scan_import(stmt: ast.Import | ast.ImportFrom, scan: ModuleScan, bindings: 
         if not top:
             continue
         scan.env.imported.add(local)
+        scan.env.imports[local] = (stmt.module, alias.name, stmt.level)
         scan.env.values.pop(local, None)
         if stmt.module == "pytest" and alias.name == "param":
             scan.env.param_names.add(local)

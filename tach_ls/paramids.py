@@ -17,6 +17,7 @@ from typing import Any
 
 from tach_ls.static_eval import (
     EnumMember,
+    PatternValue,
     Env,
     EvalError,
     Evaluator,
@@ -59,11 +60,17 @@ def id_from_value(val: Any, escape: bool = True) -> str | None:
         return ascii_escaped(val) if escape else (val if isinstance(val, str) else ascii_escaped(val))
     if val is None or isinstance(val, (float, int, bool, complex)):
         return str(val)
+    if isinstance(val, PatternValue):
+        return ascii_escaped(val.pattern)
     if isinstance(val, EnumMember):
         return val.text
     if isinstance(val, (Named, Lambda)):
         return val.name
     return None
+
+
+def is_guess(val: Any) -> bool:
+    return isinstance(val, (Opaque, Named)) and not val.certain
 
 
 def parse_argnames(value: Any) -> tuple[list[str], bool]:
@@ -167,11 +174,15 @@ def make_axis(argnames: list[str], sets: list[Param], ids_node: ast.expr | None,
         else:
             parts = []
             for val, argname in zip(pset.values, argnames):
-                if isinstance(val, Opaque) and not val.certain:
-                    uncertain = True
-                parts.append(_idval(val, argname, idx, idfn, ev, escape))
+                part = _idval(val, argname, idx, idfn, ev, escape)
+                uncertain = uncertain or is_guess(val) or isinstance(part, _Guess)
+                parts.append(str(part))
             resolved.append("-".join(parts))
     return Axis(argnames, make_unique(resolved), [p.marks for p in sets], uncertain=uncertain)
+
+
+class _Guess(str):
+    """An id computed from a guessed value."""
 
 
 def _idval(val: Any, argname: str, idx: int, idfn: Lambda | Named | None, ev: Evaluator, escape: bool) -> str:
@@ -180,7 +191,9 @@ def _idval(val: Any, argname: str, idx: int, idfn: Lambda | Named | None, ev: Ev
         if result is not None:
             got = id_from_value(result, escape)
             if got is not None:
-                return got
+                return _Guess(got) if is_guess(result) else got
+            if is_guess(result):
+                return _Guess(f"{argname}{idx}")
     got = id_from_value(val, escape)
     if got is not None:
         return got
@@ -202,7 +215,7 @@ def _call_idfn(idfn: Lambda | Named, val: Any, ev: Evaluator) -> Any:
         if body is None:
             _unknown()
         idfn = Lambda([a.arg for a in fn.args.args], body)  # type: ignore[arg-type]
-    if isinstance(val, (Opaque, Param)):
+    if isinstance(val, Param):
         _unknown()
     try:
         return ev.call(idfn, [val])
@@ -238,12 +251,13 @@ def make_unique(ids: list[str]) -> list[str]:
 
 def combine(axes: list[Axis]) -> list[tuple[str, tuple[str, ...]]]:
     """The cases of a test: (id, marks) for the product of its axes, first axis outermost."""
-    cases: list[tuple[str, tuple[str, ...]]] = [("", ())]
+    cases: list[tuple[str | None, tuple[str, ...]]] = [(None, ())]
     for axis in axes:
         marks = axis.marks or [()] * len(axis.ids)
+        # An id may be "" (pytest.param(id="")): it still takes its place in the join.
         cases = [
-            (f"{prefix}-{ident}" if prefix else ident, pmarks + m)
+            (ident if prefix is None else f"{prefix}-{ident}", pmarks + m)
             for prefix, pmarks in cases
             for ident, m in zip(axis.ids, marks)
         ]
-    return cases
+    return [(ident or "", marks) for ident, marks in cases]

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import ast
 import math
-import sys
 import operator
+import posixpath
+import re
+import builtins
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,9 +47,30 @@ class Opaque:
 
 @dataclass(frozen=True, slots=True)
 class Named:
-    """A class, function, module or lambda: pytest uses its `__name__` as id."""
+    """A class, function, module or lambda: pytest uses its `__name__` as id.
+
+    `certain` is False for a guess (an attribute of a module we cannot read).
+    """
 
     name: str
+    certain: bool = True
+    module: str | None = None  # set when this is a module: its dotted name
+    enum: EnumClass | None = None  # set when this is an Enum class: its members
+    qual: str | None = None  # "pathlib.Path" for a known stdlib callable
+
+
+@dataclass(frozen=True, slots=True)
+class PathValue:
+    """`pathlib.Path(...)` of literal parts: an object (no id) whose `str()` is known."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatternValue:
+    """`re.compile(pattern)`: pytest uses the pattern as id."""
+
+    pattern: str | bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +159,15 @@ _PURE_BUILTINS: dict[str, Callable[..., Any]] = {
     "chr": chr,
     "ord": ord,
 }
+_MODULE_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "re.escape": re.escape,
+    "re.compile": re.compile,  # special-cased: gives a PatternValue
+    "textwrap.dedent": textwrap.dedent,
+    "textwrap.indent": textwrap.indent,
+    "os.path.join": posixpath.join,
+    "os.path.basename": posixpath.basename,
+    "os.path.dirname": posixpath.dirname,
+}
 _OBJECT_BUILTINS = {"dict", "set", "frozenset", "object", "bytearray", "slice"}
 _NAMED_BUILTINS = {
     "int", "str", "float", "bytes", "bool", "complex", "list", "tuple", "dict", "set",
@@ -146,6 +180,32 @@ _NAMED_BUILTINS = {
     "FileNotFoundError", "PermissionError", "TimeoutError", "BaseException", "Warning",
     "UserWarning", "DeprecationWarning", "RuntimeWarning", "SyntaxError", "NameError",
 }  # fmt: skip
+_MISSING = object()
+_PATH_CLASSES = {"pathlib.Path", "pathlib.PurePath", "pathlib.PurePosixPath", "pathlib.PosixPath"}
+
+
+def _describe_real(value: Any, dotted: str) -> Any:
+    """A value read from an already-imported stdlib module, as the evaluator represents it."""
+    if value is _MISSING:
+        raise EvalError(f"{dotted} does not exist")
+    if value is None or isinstance(value, (str, bytes, int, float, complex, bool)):
+        return value
+    name = getattr(value, "__name__", None)
+    if dotted in _MODULE_FUNCTIONS or dotted in _PATH_CLASSES:
+        return Named(name if isinstance(name, str) else dotted, qual=dotted)
+    if isinstance(name, str):
+        return Named(name)
+    return Opaque()
+
+
+_BUILTIN_NAMED = {n for n in dir(builtins) if isinstance(getattr(builtins, n, None), str) is False and isinstance(getattr(getattr(builtins, n), "__name__", None), str)}
+
+
+def _looks_like_class_or_function(name: str) -> bool:
+    """CamelCase or lower_case names are classes or functions; ALL_CAPS ones are constants."""
+    return not name.isupper() and (name[:1].isalpha() or name.startswith("_"))
+
+
 _MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
 
 
@@ -162,6 +222,9 @@ class Env:
     math_names: set[str] = field(default_factory=set)  # aliases of the math module
     sys_names: set[str] = field(default_factory=set)  # aliases of the sys module
     imported: set[str] = field(default_factory=set)  # names bound by imports (unknown values)
+    imports: dict[str, tuple[str | None, str | None, int]] = field(default_factory=dict)  # local -> (module, name, level)
+    # Finds the Env of the module an import refers to (set by the index; None: imports stay unknown).
+    resolver: Callable[[str | None, str | None, int], Env | None] | None = None
     cache: dict[str, Any] = field(default_factory=dict)
     _resolving: set[str] = field(default_factory=set)
 
@@ -169,13 +232,66 @@ class Env:
 class Evaluator:
     """Evaluate one expression tree against an `Env`, within a step budget."""
 
-    def __init__(self, env: Env, locals_: dict[str, Any] | None = None, budget: list[int] | None = None) -> None:
+    def __init__(self, env: Env, locals_: dict[str, Any] | None = None, budget: list[int] | None = None, depth: int = 0) -> None:
         self.env = env
         self.locals = locals_ or {}
         self.budget = budget if budget is not None else [0]  # shared with child scopes
+        self.depth = depth  # how many imports deep: bounded, and cycles end there
 
     def child(self, scope: dict[str, Any]) -> Evaluator:
-        return Evaluator(self.env, scope, self.budget)
+        return Evaluator(self.env, scope, self.budget, self.depth)
+
+    def _imported_env(self, name: str) -> tuple[Env | None, str | None]:
+        """The module an imported name comes from, and its name there."""
+        spec = self.env.imports.get(name)
+        if spec is None or self.env.resolver is None or self.depth > 8:
+            return None, None
+        module, original, level = spec
+        if original is None:
+            return None, None
+        return self.env.resolver(module, original, level), original
+
+    def _member(self, enum_name: str, enum: EnumClass, attr: str) -> EnumMember:
+        if enum.value_str:
+            value = enum.members[attr]
+            if isinstance(value, (Opaque, Named, EnumMember, Param, Lambda)) or value is None:
+                raise EvalError("enum value not known statically")
+            return EnumMember(str(value))
+        return EnumMember(f"{enum_name}.{attr}")
+
+    def _module_attr(self, module: str, attr: str) -> Any:
+        """`module.attr`: a submodule, a stdlib helper we can run, or a workspace module's name."""
+        dotted = f"{module}.{attr}"
+        if dotted in _MODULE_FUNCTIONS:
+            return Named(attr, qual=dotted)
+        if module in ("math",) and attr in _MATH_CONSTANTS:
+            return _MATH_CONSTANTS[attr]
+        if module in sys.stdlib_module_names and module in sys.modules and not attr.startswith("_"):
+            return _describe_real(getattr(sys.modules[module], attr, _MISSING), dotted)
+        if self.env.resolver is not None and self.depth <= 8:
+            other = self.env.resolver(module, None, 0)
+            if other is not None:
+                try:
+                    return Evaluator(other, budget=self.budget, depth=self.depth + 1).lookup(attr)
+                except EvalError:
+                    pass
+                sub = self.env.resolver(dotted, None, 0)
+                if sub is not None:
+                    return Named(dotted, module=dotted)
+                raise EvalError(f"{dotted} is not known statically")
+        if _looks_like_class_or_function(attr):
+            return Named(attr, certain=False)
+        raise EvalError(f"{dotted} is not known statically")
+
+    def _enum(self, name: str) -> tuple[str, EnumClass] | None:
+        if name in self.env.enums:
+            return name, self.env.enums[name]
+        if name in self.env.imported:
+            other, original = self._imported_env(name)
+            if other is not None and original is not None:
+                if original in other.enums:
+                    return original, other.enums[original]
+        return None
 
     def eval(self, node: ast.expr) -> Any:
         self.budget[0] += 1
@@ -198,7 +314,13 @@ class Evaluator:
             if isinstance(elt, ast.Starred):
                 out.extend(self._iterate(self.eval(elt.value)))
             else:
-                out.append(self.eval(elt))
+                try:
+                    out.append(self.eval(elt))
+                except EvalError:
+                    # One element we cannot compute (an imported sentinel, a call):
+                    # the container's shape is still known; the element is most
+                    # likely an object, which pytest names argname+index.
+                    out.append(Opaque(certain=False))
             if len(out) > MAX_SEQUENCE:
                 raise EvalError("sequence too long")
         return out
@@ -266,30 +388,42 @@ class Evaluator:
             if value is _UNKNOWN_MARK:
                 raise EvalError(f"{name} is not known statically")
             return value
-        if name in env.functions or name in env.classes or name in env.enums:
+        if name in env.enums:
+            return Named(name, enum=env.enums[name])
+        if name in env.functions or name in env.classes:
             return Named(name)
         if name in env.imported:
+            spec = env.imports.get(name)
+            if spec is not None and spec[1] is None and spec[2] == 0 and spec[0]:
+                return Named(spec[0], module=spec[0])  # `import x.y as name` / `import name`
+            other, original = self._imported_env(name)
+            if other is not None and original is not None:
+                return Evaluator(other, budget=self.budget, depth=self.depth + 1).lookup(original)
+            if spec is not None and spec[1] is not None and _looks_like_class_or_function(spec[1]):
+                return Named(spec[1], certain=False)  # from third_party import Thing: most likely a class
             raise EvalError(f"{name} is imported: its value is not known statically")
-        if name in _NAMED_BUILTINS:
+        if name in _BUILTIN_NAMED:
             return Named(name)
         raise EvalError(f"unknown name {name}")
 
     def on_Attribute(self, node: ast.Attribute) -> Any:
         base = node.value
         if isinstance(base, ast.Name):
-            if base.id in self.env.enums:
-                enum = self.env.enums[base.id]
-                if node.attr in enum.members:
-                    value = enum.members[node.attr]
-                    if enum.value_str:
-                        return EnumMember(str(value))
-                    return EnumMember(f"{base.id}.{node.attr}")
+            found = self._enum(base.id)
+            if found is not None and node.attr in found[1].members:
+                return self._member(found[0], found[1], node.attr)
             if base.id in self.env.math_names and node.attr in _MATH_CONSTANTS:
                 return _MATH_CONSTANTS[node.attr]
             if base.id in self.env.sys_names and node.attr in ("version_info", "platform", "maxsize", "byteorder"):
                 value = getattr(sys, node.attr)
                 return tuple(value) if node.attr == "version_info" else value
         value = self.eval(base)
+        if node.attr == "__name__" and isinstance(value, (Named, Lambda)):
+            return value.name
+        if isinstance(value, Named) and value.enum is not None and node.attr in value.enum.members:
+            return self._member(value.name, value.enum, node.attr)
+        if isinstance(value, Named) and value.module is not None:
+            return self._module_attr(value.module, node.attr)
         if isinstance(value, (str, bytes, int, float, list, tuple)) and not node.attr.startswith("_"):
             attr = getattr(value, node.attr, None)
             if attr is not None and not callable(attr):
@@ -403,6 +537,16 @@ class Evaluator:
                 if fn is not None and body is not None:
                     return self.call(Lambda([a.arg for a in fn.args.args], body, name), self._args(node))
                 return Opaque(certain=False)
+            if name == "getattr" and len(node.args) in (2, 3) and not node.keywords:
+                return self._getattr(node)
+            if name in ("list", "tuple", "sorted") and len(node.args) == 1:
+                target = self.eval(node.args[0])
+                if isinstance(target, Named) and target.enum is not None:
+                    return [self._member(target.name, target.enum, m) for m in target.enum.members]
+            if name == "str" and len(node.args) == 1 and not node.keywords:
+                arg = self.eval(node.args[0])
+                if isinstance(arg, PathValue):
+                    return arg.text
             if name in _PURE_BUILTINS and name not in self.env.imported:
                 args = [self._concrete(a) for a in self._args(node)]
                 if node.keywords:
@@ -426,12 +570,40 @@ class Evaluator:
             value = self.eval(func)
         except EvalError:
             pass
+        if isinstance(value, Named) and (value.qual in _PATH_CLASSES or value.name == "Path" and "Path" in self.env.imported):
+            parts = [self._concrete(a) for a in self._args(node)]
+            if all(isinstance(p, str) for p in parts):
+                import pathlib
+
+                return PathValue(str(pathlib.PurePosixPath(*parts)))
+        if isinstance(value, Named) and (value.qual or value.name) == "re.compile" and node.args:
+            pattern = self._concrete(self.eval(node.args[0]))
+            if isinstance(pattern, (str, bytes)):
+                return PatternValue(pattern)
+        if isinstance(value, Named) and (value.qual or value.name) in _MODULE_FUNCTIONS:
+            args = [self._concrete(a) for a in self._args(node)]
+            try:
+                return self._bound(_MODULE_FUNCTIONS[value.qual or value.name](*args))
+            except Exception as exc:
+                raise EvalError(str(exc)) from None
         if isinstance(value, Lambda):
             return self.call(value, self._args(node))
         if isinstance(value, str) and isinstance(func, ast.Attribute):
             return self._str_method(value, func.attr, node)
         # Some other call: most likely builds an object (np.array(...), Foo(...)).
         return Opaque(certain=False)
+
+    def _getattr(self, node: ast.Call) -> Any:
+        obj = self.eval(node.args[0])
+        attr = self._concrete(self.eval(node.args[1]))
+        has_default = len(node.args) == 3
+        if attr == "__name__" and isinstance(obj, (Named, Lambda)):
+            return obj.name if not isinstance(obj, Named) or obj.certain else Named(obj.name, certain=False)
+        if attr == "__name__" and has_default:
+            if isinstance(obj, Opaque) and not obj.certain:
+                return Opaque(certain=False)  # might have a __name__: a guess
+            return self.eval(node.args[2])
+        raise EvalError("getattr is not evaluated statically")
 
     def _str_method(self, value: str, attr: str, node: ast.Call) -> Any:
         allowed = {"format", "join", "upper", "lower", "strip", "replace", "split", "title", "encode"}
@@ -459,12 +631,7 @@ class Evaluator:
         return isinstance(func, ast.Name) and func.id in self.env.param_names
 
     def _param(self, node: ast.Call) -> Param:
-        values: list[Any] = []
-        for arg in node.args:
-            try:
-                values.append(self.eval(arg))
-            except EvalError:
-                values.append(Opaque(certain=False))
+        values = self._elements(node.args)
         pid: Any = None
         marks: tuple[str, ...] = ()
         for kw in node.keywords:
@@ -478,7 +645,7 @@ class Evaluator:
 
     # -- helpers -------------------------------------------------------------------
     def _concrete(self, value: Any) -> Any:
-        if isinstance(value, (Opaque, Named, EnumMember, Param, Lambda)):
+        if isinstance(value, (Opaque, Named, EnumMember, Param, Lambda, PatternValue, PathValue)):
             raise EvalError("value is not known statically")
         return value
 

@@ -51,6 +51,8 @@ class ZygotePlugin:
 
     def pytest_collectstart(self, collector: pytest.Collector) -> None:
         path = getattr(collector, "path", None)
+        if isinstance(collector, pytest.Session):
+            return  # the rootdir: files come and go there (logs, caches) without being code
         if path is not None and os.path.isdir(path):
             self.dirs.add(str(path))
 
@@ -316,7 +318,7 @@ class CollectedLayer:
         count = procutil.native_thread_count()
         if count > 1 and not self.thread_warned:
             self.thread_warned = True
-            culprit = procutil.THREAD_WATCH["culprit"] or "unknown module"
+            culprit = procutil.THREAD_WATCH["culprit"] or procutil.THREAD_WATCH["last"] or "unknown module"
             self.send(
                 "warning",
                 text=(

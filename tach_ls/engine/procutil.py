@@ -18,7 +18,7 @@ from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
-THREAD_WATCH: dict[str, Any] = {"on": True, "culprit": None}
+THREAD_WATCH: dict[str, Any] = {"on": True, "culprit": None, "last": None}
 """Set by the zygote's import audit hook: the module after which a second native thread appeared."""
 
 

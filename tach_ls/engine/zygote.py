@@ -63,7 +63,7 @@ def _watch_threads() -> None:
             procutil.THREAD_WATCH["on"] = False
             procutil.THREAD_WATCH["culprit"] = state["last"]
             return
-        state["last"] = args[0]
+        state["last"] = procutil.THREAD_WATCH["last"] = args[0]
 
     sys.addaudithook(hook)
 

@@ -1,0 +1,173 @@
+"""Every way a worker or a zygote layer can die, and that the next run still works.
+
+Parametrized over setup/call/teardown as pytest-xdist's ``test_crashing_item``.
+Each case asserts the reported status, that the output the test printed before
+dying is kept, and then that a plain passing test runs on the same engine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from tach_ls.engine.results import Status
+from tach_ls.engine.runs import RunRequest
+from tach_ls.engine.supervisor import EngineConfig, EngineState, Supervisor
+
+from .conftest import Engine, EngineFactory, copy_project, processes_mentioning, statuses, wait_for
+
+pytestmark = pytest.mark.engine
+
+FAULTS = "tests/test_faults.py"
+OK = f"{FAULTS}::test_ok_after"
+PHASES = ("setup", "call", "teardown")
+DEATHS = {"exit": "exited with code 7", "kill": "killed by SIGKILL", "segv": "killed by SIGSEGV"}
+
+
+@pytest.fixture(scope="module")
+def faults(module_engine: EngineFactory, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    root = copy_project("engine_faults", tmp_path_factory.mktemp("faults"))
+    return module_engine(root, timeout=1.0)
+
+
+def assert_next_run_works(eng: Engine) -> None:
+    summary = eng.run(OK)
+    assert statuses(summary) == {OK: Status.PASSED}, summary
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("kind", sorted(DEATHS))
+def test_worker_death_is_crashed_never_passed(faults: Engine, kind: str, phase: str) -> None:
+    """The regression: a worker that dies without reporting counted as passed, or hung the run."""
+    result = faults.result(f"{FAULTS}::test_fault[{kind}-{phase}]")
+    assert result.status is Status.CRASHED
+    assert DEATHS[kind] in result.message and f"during {phase}" in result.message
+    assert f"last words before {kind} in {phase}" in result.stdout
+    assert f"stderr before {kind}" in result.stderr
+    assert_next_run_works(faults)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_timeout_kills_the_group_and_shows_the_stack(faults: Engine, phase: str) -> None:
+    root = faults.sup.config.root
+    pidfile = root / "pids" / f"child-{phase}.pid"
+    result = faults.result(f"{FAULTS}::test_fault[hang-{phase}]")
+    assert result.status is Status.TIMEOUT
+    assert result.message == f"timed out after 1s during {phase}"
+    assert "in _do" in result.longrepr and "test_faults.py" in result.longrepr  # faulthandler's dump
+    assert "last words before hang" in result.stdout
+    child = int(pidfile.read_text())
+    wait_for(lambda: not Path(f"/proc/{child}").exists(), "the test's own child process to be killed")
+    assert_next_run_works(faults)
+
+
+def test_a_crash_mid_batch_requeues_the_rest(faults: Engine) -> None:
+    """A wide run (one batch, one worker): the crash costs one test, not the batch."""
+    summary = faults.run(keyword="test_ok_before or kill-call or test_ok_after", workers=1)
+    assert statuses(summary) == {
+        f"{FAULTS}::test_fault[kill-call]": Status.CRASHED,
+        f"{FAULTS}::test_ok_before": Status.PASSED,
+        f"{FAULTS}::test_ok_after": Status.PASSED,
+    }
+
+
+def test_output_is_capped_with_a_marker(faults: Engine) -> None:
+    result = faults.result(f"{FAULTS}::test_big_output")
+    assert result.status is Status.PASSED
+    assert len(result.stdout) < 60_000 and "output cut" in result.stdout
+
+
+def test_collected_layer_dying_mid_run(faults: Engine) -> None:
+    """The test kills its own zygote: in-flight becomes error, the layer is rebuilt, the next run works."""
+    result = faults.result(f"{FAULTS}::test_kill_zygote")
+    assert result.status is Status.ERROR and "zygote died" in result.message
+    assert any(s.state == EngineState.REBUILDING for s in faults.states)
+    assert_next_run_works(faults)
+
+
+def test_base_layer_killed_mid_run(faults: Engine) -> None:
+    faults.ready()
+    handle = faults.sup.run(RunRequest(args=[f"{FAULTS}::test_sleep_long"], timeout=60))
+    wait_for(lambda: any(s.current for s in faults.sup._workers.values()), "the test to start")
+    base = faults.sup._layers.base
+    assert base is not None
+    os.kill(base.pid, signal.SIGKILL)
+    summary = handle.wait(60)
+    assert statuses(summary) == {f"{FAULTS}::test_sleep_long": Status.ERROR}
+    assert_next_run_works(faults)
+
+
+def test_cancel_kills_the_worker(faults: Engine) -> None:
+    faults.ready()
+    handle = faults.sup.run(RunRequest(args=[f"{FAULTS}::test_sleep_long"], timeout=60))
+    pid = wait_for(lambda: next((s.pid for s in faults.sup._workers.values() if s.current), None), "the test to start")
+    handle.cancel()
+    summary = handle.wait(30)
+    assert summary.cancelled and summary.exit_code == 2
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid), "the cancelled worker to die")
+    assert_next_run_works(faults)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_zygote_dies_with_its_parent(project_python: str, tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: kill -9 the supervisor's process; no zygote or worker survives it."""
+    root = copy_project("engine_faults", tmp_path)
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from pathlib import Path
+        from tach_ls.engine.supervisor import EngineConfig, Supervisor
+        from tach_ls.engine.runs import RunRequest
+        sup = Supervisor(EngineConfig(root=Path({str(root)!r}), python=Path({project_python!r})))
+        sup.start()
+        sup.wait_ready(60)
+        sup.run(RunRequest(args=["tests/test_faults.py::test_sleep_long"]))
+        print(sup.rundir, flush=True)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    rundir = proc.stdout.readline().strip()
+    assert rundir
+    wait_for(lambda: len(processes_mentioning(rundir)) >= 3, "base, collected layer and a worker")
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    wait_for(lambda: not processes_mentioning(rundir), "every engine process to die with the supervisor")
+
+
+def test_a_layer_that_keeps_dying_fails_after_bounded_restarts(engine: EngineFactory, project) -> None:
+    root = project("engine_basic")
+    (root / "tests" / "conftest.py").write_text("import os\nos._exit(3)\n")
+    eng = engine(root, max_restarts=2)
+    summary = eng.run()
+    assert summary.exit_code == 3
+    assert eng.sup.status.state == EngineState.FAILED and "gave up after 2 restarts" in eng.sup.status.detail
+    rebuilding = [s for s in eng.states if s.state == EngineState.REBUILDING]
+    assert len(rebuilding) >= 2
+
+
+def test_interpreter_without_pytest_is_a_clear_error(engine: EngineFactory, project, tmp_path: Path) -> None:
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    eng = engine(project("engine_basic"), python=python)
+    summary = eng.run()
+    assert summary.exit_code == 4
+    assert eng.sup.status.state == EngineState.FAILED
+    assert f"pytest is not importable in {python}" in eng.sup.status.detail
+    assert "pip install pytest" in eng.sup.status.detail
