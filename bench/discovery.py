@@ -7,9 +7,10 @@ For each suite prepared by `suites.py` (Flask, Click, seaborn's whole `tests`):
    disagreements grouped by test function and a hint of why;
 2. wall time of both as whole processes, side by side in one run: pytest (after
    one untimed warm-up, so its .pyc files exist), `tach-ls list` with a cold
-   cache (`.tach-ls/` deleted first) and with a warm one; medians and ratios;
+   cache (`.tach-ls/` deleted first) and with a warm one, and `python -c pass`
+   (the startup floor); medians and ratios;
 3. the time to re-index one edited file in-process, if `tach_ls.index` offers
-   `WorkspaceIndex(root).build()` and `.update_file(path, text)`.
+   `WorkspaceIndex(root, args, use_cache=False).build()` and `.update_file(path, text)`.
 
 Run from the repository root: `python bench/discovery.py [flask click seaborn] [--repeat N] [--json FILE]`.
 It prints targets next to the numbers and never asserts. Stdlib only.

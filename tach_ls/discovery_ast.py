@@ -167,7 +167,11 @@ class _Discovery:
             if test_attr is False:
                 return
             if matches_name(name, self.options.python_functions) or test_attr is True:
+                before = len(self.out.items)
                 self._collect_function(binding.node, name, self.module_id, None, self.relpath)
+                if binding.conditional:
+                    for item in self.out.items[before:]:
+                        item.dynamic = True
         elif binding.kind == "import" and binding.imp is not None and self.options.collect_imported_tests:
             self._collect_imported(name, binding)
 

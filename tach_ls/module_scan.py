@@ -37,6 +37,7 @@ class Binding:
     node: ast.AST | None = None
     cls: ClassScan | None = None
     imp: Import | None = None
+    conditional: bool = False  # bound under an `if` whose test is not static: may not exist at import
 
 
 @dataclass(slots=True)
@@ -127,10 +128,15 @@ def _scan_block(stmts: list[ast.stmt], scan: ModuleScan, cls: ClassScan | None) 
                     bindings.pop(target.id, None)
         elif isinstance(stmt, ast.If):
             branch = _static_condition(stmt.test, scan)
+            before = set(bindings) if branch is None else set()
             if branch is not False:
                 _scan_block(stmt.body, scan, cls)
             if branch is not True:
                 _scan_block(stmt.orelse, scan, cls)
+            if branch is None:
+                for name, binding in bindings.items():
+                    if name not in before and binding.kind in ("function", "class"):
+                        binding.conditional = True
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             _scan_block(stmt.body, scan, cls)
         elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":

@@ -19,6 +19,7 @@ import operator
 import posixpath
 import re
 import builtins
+import itertools
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -159,7 +160,20 @@ _PURE_BUILTINS: dict[str, Callable[..., Any]] = {
     "chr": chr,
     "ord": ord,
 }
+def _bounded(fn: Callable[..., Any]) -> Callable[..., list[Any]]:
+    def run(*args: Any) -> list[Any]:
+        return list(itertools.islice(fn(*args), MAX_SEQUENCE + 1))
+
+    return run
+
+
 _MODULE_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "itertools.product": _bounded(itertools.product),
+    "itertools.chain": _bounded(itertools.chain),
+    "itertools.combinations": _bounded(itertools.combinations),
+    "itertools.permutations": _bounded(itertools.permutations),
+    "itertools.combinations_with_replacement": _bounded(itertools.combinations_with_replacement),
+    "itertools.repeat": _bounded(itertools.repeat),
     "re.escape": re.escape,
     "re.compile": re.compile,  # special-cased: gives a PatternValue
     "textwrap.dedent": textwrap.dedent,
@@ -581,7 +595,10 @@ class Evaluator:
             if isinstance(pattern, (str, bytes)):
                 return PatternValue(pattern)
         if isinstance(value, Named) and (value.qual or value.name) in _MODULE_FUNCTIONS:
-            args = [self._concrete(a) for a in self._args(node)]
+            qual = value.qual or value.name
+            args = self._args(node) if qual.startswith("itertools.") else [self._concrete(a) for a in self._args(node)]
+            if qual.startswith("itertools.") and not all(isinstance(a, (list, tuple, str, bytes, int)) for a in args):
+                raise EvalError(f"{qual} of values not known statically")
             try:
                 return self._bound(_MODULE_FUNCTIONS[value.qual or value.name](*args))
             except Exception as exc:

@@ -53,6 +53,7 @@ class LayerSet:
         self._retry_what = ""
         self.failures = 0
         self.failed_at = 0.0
+        self.base_detail = ""
         self.fingerprint_collected: dict[str, Any] = {}
         self.fingerprint_base: dict[str, Any] = {}
         self._next_worker = 0
@@ -169,6 +170,7 @@ class LayerSet:
             self.collected_conn = conn
 
     def base_ready(self, msg: dict[str, Any]) -> None:
+        self.base_detail = msg.get("detail", "")
         self._fork_collected()
 
     def _fork_collected(self) -> None:
@@ -184,7 +186,7 @@ class LayerSet:
         self.sup.items.clear()
         self.sup.collect_errors.clear()
         state = EngineState.REBUILDING if self.generation > 1 else EngineState.STARTING
-        self.sup.set_status(state, "collected", "collecting")
+        self.sup.set_status(state, "collected", f"collecting (base: {self.base_detail})")
         wire.send(self.base_conn.sock, "fork_collected", generation=self.generation)
 
     def collected_ready(self, msg: dict[str, Any]) -> None:
@@ -348,6 +350,7 @@ class LayerSet:
         if merged == known and path.exists():
             return
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"python": str(self.sup.config.python), "modules": merged}))
         except OSError:
             pass

@@ -85,8 +85,11 @@ def test_preload_list_is_learned_and_reused(engine: EngineFactory, project) -> N
     eng.ready()
     cache = root / ".tach-ls" / "zygote-preload.json"
     data = json.loads(cache.read_text())
-    assert "unittest" in data["modules"]
+    assert "_pytest.unittest" in data["modules"]
     assert not any(m == "pkg" or m.startswith(("pkg.", "conftest", "test_basic")) for m in data["modules"])
     eng.sup.shutdown()
     again = engine(root)
     assert again.result(HELPER_TEST).status is Status.PASSED
+    collecting = next(s.detail for s in again.states if s.layer == "collected")
+    preloaded = int(collecting.split(" modules preloaded")[0].rsplit(" ", 1)[1])
+    assert preloaded > 0, collecting
