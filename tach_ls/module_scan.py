@@ -143,6 +143,12 @@ def _scan_block(stmts: list[ast.stmt], scan: ModuleScan, cls: ClassScan | None) 
             _scan_block(stmt.body, scan, cls)  # type: ignore[attr-defined]
             for handler in stmt.handlers:  # type: ignore[attr-defined]
                 _scan_block(handler.body, scan, cls)
+                if cls is None:
+                    # A name set in an except handler depends on what is installed: not static.
+                    for sub in ast.walk(ast.Module(body=handler.body, type_ignores=[])):
+                        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                            scan.env.values.pop(sub.id, None)
+                            scan.env.imported.add(sub.id)
             _scan_block(stmt.orelse, scan, cls)  # type: ignore[attr-defined]
             _scan_block(stmt.finalbody, scan, cls)  # type: ignore[attr-defined]
 
