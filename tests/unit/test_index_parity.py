@@ -326,6 +326,59 @@ CASES: dict[str, dict[str, str | bytes]] = {
             def test_default_arg(real, x=1): pass
         """,
     },
+    "parametrize_imported_values_and_enums": {
+        "pkg/__init__.py": "",
+        "pkg/consts.py": """
+            import enum
+            class Sentinel(enum.Enum):
+                UNSET = object()
+                NEEDS = enum.auto()
+            class Num(enum.IntEnum):
+                ONE = enum.auto()
+                TWO = enum.auto()
+            class Bits(enum.IntFlag):
+                A = enum.auto()
+                B = enum.auto()
+                C = enum.auto()
+            UNSET = Sentinel.UNSET
+            NAMES = ["alpha", "beta"]
+            def helper(): pass
+        """,
+        "test_imp_vals.py": """
+            import pytest
+            import pkg.consts
+            from pkg.consts import UNSET, NAMES, Num, Bits, Sentinel, helper
+            @pytest.mark.parametrize("v", [UNSET, Num.TWO, Bits.C, NAMES[0], helper, pkg.consts.helper])
+            def test_vals(v): pass
+            @pytest.mark.parametrize("s", tuple(Sentinel))
+            def test_members(s): pass
+            @pytest.mark.parametrize("m", [pkg.consts, pkg], ids=lambda m: m.__name__)
+            def test_modules(m): pass
+            @pytest.mark.parametrize("n", NAMES)
+            def test_names(n): pass
+        """,
+    },
+    "parametrize_stdlib_helpers": {
+        "test_std.py": """
+            import itertools, pathlib, re, sys, textwrap, copy
+            import pytest
+            @pytest.mark.parametrize("a,b", itertools.product([1, 2], ["x", "y"]))
+            def test_product(a, b): pass
+            @pytest.mark.parametrize("p", [str(pathlib.Path("a/b/../c.py")), pathlib.Path("x")])
+            def test_path(p): pass
+            @pytest.mark.parametrize("r", [re.compile(r"a+b"), re.escape("a.b c")])
+            def test_re(r): pass
+            @pytest.mark.parametrize("t", [textwrap.dedent("  hello\\n    world\\n")])
+            def test_dedent(t): pass
+            @pytest.mark.parametrize("s", [sys.stdout, sys.maxsize, copy.copy, KeyboardInterrupt, len])
+            def test_real(s): pass
+            @pytest.mark.parametrize("v", [1, "x", int], ids=lambda v: getattr(v, "__name__", v))
+            def test_getattr_ids(v): pass
+            @pytest.mark.parametrize("alter", [pytest.param(None, id=""), pytest.param(1, id="one")])
+            @pytest.mark.parametrize("v", [1, 2])
+            def test_empty_id(v, alter): pass
+        """,
+    },
     # -- configuration ---------------------------------------------------------------------
     "pytest_ini_custom_patterns": {
         "pytest.ini": """
@@ -529,3 +582,33 @@ def test_subdir_invocation_uses_parent_rootdir(tmp_path: Path) -> None:
     index.build()
     assert index.root == tmp_path
     assert [i.nodeid for i in index.items()] == expected == ["tests/unit/test_u.py::test_u"], output
+
+
+def test_environment_dependent_definitions_are_offered_and_flagged(tmp_path: Path) -> None:
+    """A test defined under `if HAVE_X:` (set in an except handler) depends on what is installed.
+
+    The index offers both branches, flagged dynamic, so real collection decides;
+    it must never drop the one pytest collects.
+    """
+    write_tree(
+        tmp_path,
+        {
+            "test_cond.py": """
+                try:
+                    import no_such_module_here
+                    HAVE = True
+                except ImportError:
+                    HAVE = False
+                if not HAVE:
+                    def test_without(): pass
+                else:
+                    def test_with(): pass
+            """,
+        },
+    )
+    expected, _ = pytest_collect(tmp_path)
+    index = WorkspaceIndex(tmp_path, use_cache=False)
+    index.build()
+    items = {i.nodeid: i for i in index.items()}
+    assert set(expected) <= set(items)
+    assert all(i.dynamic for i in items.values())
