@@ -54,12 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["list"]:
+        from tach_ls import list_fastpath
+
+        cached = list_fastpath.try_cached(argv)
+        if cached is not None:
+            return cached
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "list":
         from tach_ls.list_command import run_list
 
-        return run_list(args)
+        return run_list(args, argv)
     if args.command == "run":
         from tach_ls import run_command
 

@@ -69,6 +69,7 @@ class PytestConfig:
     escape_ids: bool = True
     confcutdir: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    consulted: list[Path] = field(default_factory=list)  # every config candidate looked at
 
     def fingerprint(self) -> str:
         """A string that changes whenever an option that affects collection changes."""
@@ -117,13 +118,15 @@ def _ini_parser(path: Path) -> configparser.ConfigParser:
     return parser
 
 
-def locate_config(args: list[Path]) -> tuple[Path | None, Path | None, dict[str, Any]]:
+def locate_config(args: list[Path], consulted: list[Path] | None = None) -> tuple[Path | None, Path | None, dict[str, Any]]:
     """(rootdir, config file, options) for the first config file found upwards from the args."""
     first_pyproject: Path | None = None
     for arg in args:
         for base in (arg, *arg.parents):
             for name in CONFIG_NAMES:
                 candidate = base / name
+                if consulted is not None:
+                    consulted.append(candidate)
                 if candidate.is_file():
                     if name == "pyproject.toml" and first_pyproject is None:
                         first_pyproject = candidate
@@ -157,27 +160,35 @@ def _dirs_from_args(args: list[str], invocation_dir: Path) -> list[Path]:
 
 
 def determine_setup(
-    args: list[str], invocation_dir: Path, inifile: str | None = None, rootdir_arg: str | None = None
+    args: list[str],
+    invocation_dir: Path,
+    inifile: str | None = None,
+    rootdir_arg: str | None = None,
+    consulted: list[Path] | None = None,
 ) -> tuple[Path, Path | None, dict[str, Any]]:
-    """pytest's rootdir and config-file algorithm."""
+    """pytest's rootdir and config-file algorithm; every file it looked at goes to `consulted`."""
     dirs = _dirs_from_args(args, invocation_dir)
     rootdir: Path | None
     inipath: Path | None
     if inifile:
         inipath = Path(os.path.abspath(invocation_dir / inifile))
+        if consulted is not None:
+            consulted.append(inipath)
         ini = load_config_file(inipath) or {}
         rootdir = inipath.parent
     else:
         ancestor = common_ancestor(invocation_dir, dirs)
-        rootdir, inipath, ini = locate_config([ancestor])
+        rootdir, inipath, ini = locate_config([ancestor], consulted)
         if rootdir is None:
             for candidate in (ancestor, *ancestor.parents):
+                if consulted is not None:
+                    consulted.append(candidate / "setup.py")
                 if (candidate / "setup.py").is_file():
                     rootdir = candidate
                     break
             else:
                 if dirs != [ancestor]:
-                    rootdir, inipath, ini = locate_config(dirs)
+                    rootdir, inipath, ini = locate_config(dirs, consulted)
                 if rootdir is None:
                     rootdir = common_ancestor(invocation_dir, [invocation_dir, ancestor])
                     if str(rootdir) == os.sep:
@@ -259,7 +270,8 @@ def resolve(
     early = parse_addopts(env_opts + args)
     inifile = inifile or (early.get("-c") or early.get("--inifile") or [None])[-1]
     rootdir_arg = rootdir_arg or (early.get("--rootdir") or [None])[-1]
-    rootdir, inipath, ini = determine_setup(early["args"], invocation_dir, inifile, rootdir_arg)
+    consulted: list[Path] = []
+    rootdir, inipath, ini = determine_setup(early["args"], invocation_dir, inifile, rootdir_arg, consulted)
     addopts = _as_list(ini.get("addopts"))
     opts = parse_addopts(addopts + env_opts + args)
     for override in opts.get("-o", []) + opts.get("--override-ini", []):
@@ -267,6 +279,7 @@ def resolve(
         if key:
             ini[key] = value
     cfg = PytestConfig(rootdir=rootdir, inifile=inipath, invocation_dir=invocation_dir, ini=ini)
+    cfg.consulted = consulted
     cfg.args = parse_addopts(addopts + env_opts)["args"]  # positional args that came from addopts
     cfg.testpaths = _as_list(ini.get("testpaths"))
     if "python_files" in ini:

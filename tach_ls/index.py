@@ -17,12 +17,15 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tach_ls.cachedir import cache_dir
 from tach_ls.config import PytestConfig, resolve
-from tach_ls.discovery_ast import CollectOptions, attach_resolver, discover, parse
+from tach_ls.discovery_ast import MAX_FILE_BYTES, CollectOptions, attach_resolver, discover, parse
+from tach_ls.incremental_parse import Parsed, reparse
 from tach_ls.fixtures_static import FixtureLookup, fixture_from_def
 from tach_ls.index_cache import IndexCache, signature
+from tach_ls.index_parallel import parallel_map
 from tach_ls.model import FileError, FileIndex, FixtureDef, RelPath, TestItem, file_index_from_payload, file_index_to_payload
 from tach_ls.module_scan import ModuleScan, is_fixture_decorator, scan_module
 from tach_ls.selectexpr import ExpressionError, compile_expression, keyword_matcher, mark_matcher
@@ -67,8 +70,10 @@ class WorkspaceIndex:
         use_cache: bool = True,
         inifile: str | None = None,
         rootdir: str | None = None,
+        parallel: bool = False,
     ) -> None:
         self.invocation_dir = Path(os.path.abspath(root))
+        self.parallel = parallel  # fork a helper for a cold build: only in single-threaded (CLI) use
         self.args = list(args or [])
         self.cfg: PytestConfig = resolve(self.args, self.invocation_dir, inifile=inifile, rootdir_arg=rootdir)
         self.root = self.cfg.rootdir
@@ -82,9 +87,13 @@ class WorkspaceIndex:
         self._roots: list[Path] = []
         self._args_paths: list[Path] = []
         self.last_changed: list[RelPath] = []  # files re-indexed by the last update_file()
-        self.stats = {"parsed": 0, "cached": 0}  # files parsed vs taken from the cache, last build
+        self.stats = {"parsed": 0, "cached": 0}
+        self.dir_mtimes: dict[Path, int] = {}
+        self.file_sigs: dict[RelPath, tuple[int, int] | None] = {}  # as read
+        self.file_deps: dict[RelPath, dict[str, tuple[int, int] | None]] = {}  # files parsed vs taken from the cache, last build
         self._conftests: dict[Path, _Conftest | None] = {}
         self._scans: dict[Path, tuple[object, ModuleScan | None]] = {}
+        self._parsed: dict[RelPath, Parsed] = {}  # last buffer parse per file, for incremental re-parsing
         self._cache = IndexCache(cache_dir(self.root) if use_cache else None, self.cfg.fingerprint())
         self._deselect = self._compile_selection()
 
@@ -115,14 +124,30 @@ class WorkspaceIndex:
         self._roots = [p for p in self._args_paths if p.is_dir()]
         result = walk(self.cfg, self._args_paths, self._conftest_ignores)
         self.walk_errors = to_file_errors(result, self.root)
+        self.dir_mtimes = result.dir_mtimes
         self.files = {}
+        misses: list[tuple[Path, RelPath, tuple[int, int] | None, bytes]] = []
         for path in result.files:
             rel = relpath(path, self.root)
-            self.files[rel] = self._index_path(path, rel)
+            fi, miss = self._from_cache(path, rel)
+            if fi is not None:
+                self.files[rel] = fi
+            elif miss is not None:
+                self.files[rel] = FileIndex(rel)  # keeps walk order; filled below
+                misses.append(miss)
+        parsed = parallel_map(self._parse_job, misses, lambda job: len(job[3]), self.parallel)
+        for (_path, rel, sig, data), (deps, payload) in zip(misses, parsed):
+            self.stats["parsed"] += 1
+            self.file_deps[rel] = deps
+            self._cache.store(rel, sig, data, deps, payload)
+            fi = file_index_from_payload(rel, payload)
+            self._apply_selection(fi)
+            self.files[rel] = fi
         self._cache.prune(set(self.files))
         self._cache.save()
 
-    def _index_path(self, path: Path, rel: RelPath) -> FileIndex:
+    def _from_cache(self, path: Path, rel: RelPath) -> tuple[FileIndex | None, tuple[Path, RelPath, tuple[int, int] | None, bytes] | None]:
+        """The file's index from the cache, or the job to parse it (or an error index)."""
         sig = signature(path)
         holder: dict[str, bytes | None] = {}
 
@@ -131,30 +156,66 @@ class WorkspaceIndex:
                 holder["data"] = read_source(path)[0]
             return holder["data"]
 
+        self.file_sigs[rel] = sig
         payload = self._cache.lookup(rel, sig, read, self._dep_signature)
         if payload is not None:
+            self.file_deps[rel] = self._cache.entries[rel][2]
             self.stats["cached"] += 1
             fi = file_index_from_payload(rel, payload)
             self._apply_selection(fi)
-            return fi
+            return fi, None
         data, error, _ = read_source(path) if "data" not in holder else (holder["data"], None, "")
         if data is None:
             assert error is not None
             error.path = rel
-            return FileIndex(rel, errors=[error])
-        self.stats["parsed"] += 1
-        fi, deps = self._discover(rel, data)
-        self._cache.store(rel, sig, data, deps, file_index_to_payload(fi))
-        self._apply_selection(fi)
-        return fi
+            return FileIndex(rel, errors=[error]), None
+        return None, (path, rel, sig, data)
 
-    def _discover(self, rel: RelPath, data: bytes) -> tuple[FileIndex, dict[str, tuple[int, int] | None]]:
+    def _parse_job(self, job: tuple[Path, RelPath, tuple[int, int] | None, bytes]) -> tuple[dict[str, Any], Any]:
+        _path, rel, _sig, data = job
+        fi, deps = self._discover(rel, data)
+        return deps, file_index_to_payload(fi)
+
+    def _reparse(self, rel: RelPath, text: str | bytes | None) -> ast.Module | None:
+        """The buffer's tree, re-parsing only what changed since the last buffer of this file."""
+        if not isinstance(text, str) or len(text) > MAX_FILE_BYTES:
+            self._parsed.pop(rel, None)
+            return None
+        try:
+            parsed, _incremental = reparse(self._parsed.get(rel), text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            # Keep the last good parse: the next edit (the user finishing the line)
+            # is then re-parsed incrementally against it. discover() reports the error.
+            return None
+        self._parsed[rel] = parsed
+        return parsed.tree
+
+    def _discover(self, rel: RelPath, data: bytes, tree: ast.Module | None = None) -> tuple[FileIndex, dict[str, tuple[int, int] | None]]:
         ctx = _Context(self)
         try:
-            fi = discover(rel, data, self.options, ctx)
+            fi = discover(rel, data, self.options, ctx, tree=tree)
         except RecursionError:
             fi = FileIndex(rel, errors=[FileError(rel, "too deeply nested to index statically", None, "syntax")])
         return fi, ctx.deps
+
+    def dependencies(self) -> list[tuple[str, bool, object]]:
+        """Every path the last build depended on, with its signature then: (path, is_folder, sig).
+
+        Config candidates, walked folders, indexed files, conftests and the
+        files those depended on: if none of these changed, neither did the index.
+        """
+        out: list[tuple[str, bool, object]] = []
+        for path in self.cfg.consulted:
+            out.append((str(path), False, signature(path)))
+        for folder, mtime in self.dir_mtimes.items():
+            out.append((str(folder), True, mtime))
+            conftest = folder / "conftest.py"
+            out.append((str(conftest), False, signature(conftest)))
+        for rel, sig in self.file_sigs.items():
+            out.append((str(self.root / rel), False, sig))
+            for dep, dsig in self.file_deps.get(rel, {}).items():
+                out.append((str(self.root / dep), False, dsig))
+        return out
 
     # -- incremental -------------------------------------------------------------
     def update_file(self, path: Path | str, text: str | bytes | None = None) -> FileIndex:
@@ -183,7 +244,7 @@ class WorkspaceIndex:
                 return fi
         else:
             data = _as_bytes(text)
-        fi, _deps = self._discover(rel, data)
+        fi, _deps = self._discover(rel, data, self._reparse(rel, text))
         previous = self.files.get(rel)
         if fi.errors and not fi.items and previous is not None and previous.items and any(e.kind == "syntax" for e in fi.errors):
             # Keep the last good items while the user is typing; report the error with them.

@@ -7,6 +7,7 @@ same as in pytest's node ids.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -123,12 +124,18 @@ _FIXTURE_FIELDS = tuple(FixtureDef.__dataclass_fields__)
 _ERROR_FIELDS = tuple(FileError.__dataclass_fields__)
 
 
+_item_tuple = operator.attrgetter(*_ITEM_FIELDS)
+_collector_tuple = operator.attrgetter(*_COLLECTOR_FIELDS)
+_fixture_tuple = operator.attrgetter(*_FIXTURE_FIELDS)
+_error_tuple = operator.attrgetter(*_ERROR_FIELDS)
+
+
 def file_index_to_payload(fi: FileIndex) -> tuple[Any, ...]:
     return (
-        [tuple(getattr(i, f) for f in _ITEM_FIELDS) for i in fi.items],
-        [tuple(getattr(c, f) for f in _COLLECTOR_FIELDS) for c in fi.collectors],
-        [tuple(getattr(x, f) for f in _FIXTURE_FIELDS) for x in fi.fixtures],
-        [tuple(getattr(e, f) for f in _ERROR_FIELDS) for e in fi.errors],
+        list(map(_item_tuple, fi.items)),
+        list(map(_collector_tuple, fi.collectors)),
+        list(map(_fixture_tuple, fi.fixtures)),
+        list(map(_error_tuple, fi.errors)),
     )
 
 

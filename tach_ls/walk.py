@@ -45,6 +45,7 @@ class WalkResult:
     files: list[Path] = field(default_factory=list)
     errors: list[tuple[Path, str, str]] = field(default_factory=list)  # (path, message, kind)
     dirs: list[Path] = field(default_factory=list)  # every folder visited (for the watcher and conftests)
+    dir_mtimes: dict[Path, int] = field(default_factory=dict)  # taken before listing each folder
 
 
 class Walker:
@@ -105,6 +106,7 @@ class Walker:
             return
         self._active_dirs.add(key)
         self.result.dirs.append(path)
+        self.result.dir_mtimes[path] = st.st_mtime_ns
         try:
             entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as exc:

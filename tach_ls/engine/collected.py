@@ -51,8 +51,6 @@ class ZygotePlugin:
 
     def pytest_collectstart(self, collector: pytest.Collector) -> None:
         path = getattr(collector, "path", None)
-        if isinstance(collector, pytest.Session):
-            return  # the rootdir: files come and go there (logs, caches) without being code
         if path is not None and os.path.isdir(path):
             self.dirs.add(str(path))
 
@@ -154,7 +152,7 @@ class CollectedLayer:
             rootdir=str(config.rootpath),
             count=len(items),
             modules=workspace,
-            dirs={d: procutil.stat_of(d) for d in sorted(plugin.dirs)},
+            dirs={d: procutil.dir_listing(d) for d in sorted(plugin.dirs)},
             base_files=base_files,
             preload=[n for n in external if not _rewritten(n, must_rewrite)],
             threads=procutil.native_thread_count(),

@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .procutil import stat_of
+from .procutil import dir_listing, stat_of
 from .runs import RunMode, WorkerSlot, status_words
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class LayerSet:
         self.base_detail = ""
         self.fingerprint_collected: dict[str, Any] = {}
         self.fingerprint_base: dict[str, Any] = {}
+        self.fingerprint_dirs: dict[str, Any] = {}
         self._next_worker = 0
         self._batches: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
 
@@ -192,7 +193,8 @@ class LayerSet:
     def collected_ready(self, msg: dict[str, Any]) -> None:
         from .supervisor import EngineState
 
-        self.fingerprint_collected = {**msg["modules"], **msg["dirs"]}
+        self.fingerprint_collected = msg["modules"]
+        self.fingerprint_dirs = msg["dirs"]
         self.fingerprint_base = msg["base_files"]
         self._write_preload(msg.get("preload", []))
         self.is_ready, self.busy, self.failures = True, False, 0
@@ -247,6 +249,9 @@ class LayerSet:
                 return "base"
         for path, seen in self.fingerprint_collected.items():
             if stat_of(path) != seen:
+                return "collected"
+        for path, listing in self.fingerprint_dirs.items():
+            if dir_listing(path) != listing:
                 return "collected"
         return None
 

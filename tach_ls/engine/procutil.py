@@ -130,3 +130,24 @@ def arg_matches(nodeid: str, arg: str) -> bool:
     path = nodeid.split("::", 1)[0]
     arg = arg.rstrip("/")
     return path == arg or path.startswith(arg + "/")
+
+
+def dir_listing(path: str) -> list[str] | None:
+    """The entries of a folder that can change what pytest collects: ``.py`` files and visible subfolders.
+
+    A folder's mtime would also move for editor swap files, logs and caches;
+    its listing of these names moves only when a test module or package may
+    have come or gone.
+    """
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return None
+    names = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or name == "__pycache__":
+            continue
+        if name.endswith(".py") or entry.is_dir(follow_symlinks=False):
+            names.append(name)
+    return sorted(names)
