@@ -50,6 +50,7 @@ def render(index: WorkspaceIndex, args: argparse.Namespace, out: io.StringIO, er
             "rootdir": str(index.root),
             "inifile": str(index.cfg.inifile) if index.cfg.inifile else None,
             "tests": [i.to_json() for i in items],
+            "fixtures": [f.to_json() for f in index.fixtures()],
             "errors": [e.to_json() for e in errors],
         }
         json.dump(doc, out, indent=None, separators=(",", ":"))

@@ -421,6 +421,25 @@ CASES: dict[str, dict[str, str | bytes]] = {
         """,
         "t/test_n.py": "def it_works(): pass\ndef test_no(): pass\n",
     },
+    "pytest_toml_wins_over_pyproject": {
+        "pytest.toml": """
+            [pytest]
+            python_functions = ["check_"]
+        """,
+        "pyproject.toml": """
+            [tool.pytest.ini_options]
+            python_functions = "never_"
+        """,
+        "test_t.py": "def check_a(): pass\ndef never_b(): pass\ndef test_c(): pass\n",
+    },
+    "collect_imported_tests_off": {
+        "pytest.ini": """
+            [pytest]
+            collect_imported_tests = false
+        """,
+        "helpers.py": "def test_helper(): pass\n",
+        "test_i.py": "from helpers import test_helper\ndef test_own(): pass\n",
+    },
     "tox_ini_and_setup_cfg": {
         "tox.ini": """
             [tox]
