@@ -1,0 +1,151 @@
+"""Runs as the editor sees them: start, stream, progress, finish, cancel, run on save.
+
+One `Runner` per workspace. A run streams `tach/runStarted`, one
+`tach/testResult` per finished test (and refreshed diagnostics), `$/progress`
+with counts, then `tach/runFinished`; the command's response is the
+contract's summary. Saves are coalesced: at most one save-triggered run in
+flight and one queued, a newer save replacing the queued one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+from tach_ls import protocol
+from tach_ls.workspace import Workspace
+
+log = logging.getLogger("tach_ls.runner")
+_tokens = itertools.count(1)
+
+
+class Runner:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.handles: dict[int, Any] = {}
+        self._save_task: asyncio.Task[Any] | None = None
+        self._save_queued: list[str] | None = None
+        self.save_runs_started = 0  # observable for tests of coalescing
+
+    # -- one run ------------------------------------------------------------------------
+    async def run(self, args: list[str], reason: str) -> dict[str, Any]:
+        from tach_ls.engine.runs import RunRequest
+
+        ws = self.ws
+        loop = asyncio.get_running_loop()
+        ws.loop = loop
+        engine = ws.ensure_engine()
+        progress = _Progress(ws, f"tach-ls-run-{next(_tokens)}")
+        finished = 0
+        results: list[dict[str, Any]] = []
+        touched: set[str] = set()
+        run_id_box: list[int] = [0]
+
+        def on_result_loop(result: Any) -> None:
+            nonlocal finished
+            finished += 1
+            stored = ws.record(result)
+            touched.add(stored.rel)
+            uri = ws.uri_of(stored.rel)
+            msg = protocol.TestResultMsg(
+                run_id_box[0], result.nodeid, result.status.value, result.duration_ms, result.message, uri, stored.last.line, stored.last.output
+            )
+            results.append({k: msg.__dict__[k] for k in ("nodeid", "status", "duration_ms", "message", "uri", "line")})
+            ws.client.notify(protocol.TEST_RESULT, protocol.payload(msg))
+            ws.publish(stored.rel)
+            total = getattr(handle, "total", None)
+            progress.report(finished, total)
+
+        def on_result(result: Any) -> None:  # the engine's thread
+            loop.call_soon_threadsafe(on_result_loop, result)
+
+        request = RunRequest(args=args, workers=ws.settings.workers, timeout=ws.settings.timeout)
+        handle = engine.run(request, on_result=on_result)
+        run_id_box[0] = handle.run_id
+        self.handles[handle.run_id] = handle
+        ws.client.notify(protocol.RUN_STARTED, protocol.payload(protocol.RunStarted(handle.run_id, ws.folder_uri, args, reason)))
+        await progress.begin(f"Running {len(args)} target(s)")
+        try:
+            summary = await loop.run_in_executor(None, handle.wait)
+        finally:
+            self.handles.pop(handle.run_id, None)
+        await asyncio.sleep(0)  # let results queued by the engine's thread land first
+        counts = dict(summary.counts)
+        finished_msg = protocol.RunFinished(
+            handle.run_id,
+            passed=counts.get("passed", 0),
+            failed=counts.get("failed", 0),
+            skipped=counts.get("skipped", 0),
+            errors=sum(counts.get(s, 0) for s in ("error", "crashed", "timeout")),
+            total=sum(counts.values()),
+            duration_ms=summary.duration_s * 1000,
+            cancelled=summary.cancelled,
+            counts=counts,
+        )
+        ws.client.notify(protocol.RUN_FINISHED, protocol.payload(finished_msg))
+        progress.end(f"{finished_msg.passed} passed, {finished_msg.failed} failed")
+        ws.client.refresh_lenses()
+        out = protocol.payload(finished_msg)
+        out["results"] = results
+        out["exit_code"] = summary.exit_code
+        out["engine_errors"] = list(summary.errors)
+        return out
+
+    def cancel(self, run_id: int | None = None) -> list[int]:
+        ids = [run_id] if run_id is not None else list(self.handles)
+        for rid in ids:
+            handle = self.handles.get(rid)
+            if handle is not None:
+                handle.cancel()
+        self._save_queued = None
+        return [rid for rid in ids if rid in self.handles]
+
+    # -- run on save -------------------------------------------------------------------------
+    def on_save(self, args: list[str]) -> None:
+        """Schedule a save-triggered run of `args`, coalescing with what is running or queued."""
+        if not args:
+            return
+        if self._save_task is not None and not self._save_task.done():
+            self._save_queued = args  # replaces an older queued save
+            return
+        self._start_save_run(args)
+
+    def _start_save_run(self, args: list[str]) -> None:
+        self.save_runs_started += 1
+        self._save_task = asyncio.get_running_loop().create_task(self._save_run(args))
+
+    async def _save_run(self, args: list[str]) -> None:
+        try:
+            await self.run(args, "save")
+        except Exception:  # a failed save run must not stop the next one
+            log.exception("run on save failed")
+        queued, self._save_queued = self._save_queued, None
+        if queued:
+            self._start_save_run(queued)
+
+
+class _Progress:
+    """`$/progress` for one run, when the client supports work-done progress."""
+
+    def __init__(self, ws: Workspace, token: str) -> None:
+        self.ws = ws
+        self.token = token
+        self.active = False
+
+    async def begin(self, title: str) -> None:
+        try:
+            self.active = await self.ws.client.progress_begin(self.token, title)
+        except Exception:  # the client refused or does not support it: runs go on without
+            self.active = False
+
+    def report(self, done: int, total: int | None) -> None:
+        if self.active:
+            pct = int(done * 100 / total) if total else None
+            self.ws.client.progress(self.token, "report", f"{done}/{total or '?'} tests", pct)
+
+    def end(self, message: str) -> None:
+        if self.active:
+            self.ws.client.progress(self.token, "end", message)
+            self.active = False

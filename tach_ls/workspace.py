@@ -1,0 +1,275 @@
+"""The state of one workspace folder: its index, engine, open buffers, last results.
+
+The language server keeps one `Workspace` per folder and calls it from its
+asyncio loop; everything here runs on that loop except the engine, whose
+callbacks arrive on the engine's thread and are handed back to the loop.
+What the editor must be told goes through the injected `Client` (so tests
+can record it), and the engine comes from an injected factory (so unit
+tests can use a fake one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tach_ls import protocol
+from tach_ls.index import WorkspaceIndex
+from tach_ls.linemap import LineMap
+from tach_ls.model import FileIndex, TestItem
+from tach_ls.report.diagnostics import Diagnostic, diagnostics_for
+from tach_ls.settings import Settings
+from tach_ls.uris import path_to_uri, uri_to_path
+from tach_ls.views import LastResult, Lens, code_lenses, tests_changed
+
+log = logging.getLogger("tach_ls.workspace")
+
+
+class Client(Protocol):
+    """What a workspace may tell the editor."""
+
+    def notify(self, method: str, params: Any) -> None: ...
+    def publish_diagnostics(self, uri: str, version: int | None, diagnostics: list[Diagnostic]) -> None: ...
+    def refresh_lenses(self) -> None: ...
+    async def progress_begin(self, token: str, title: str) -> bool: ...
+    def progress(self, token: str, kind: str, message: str, percentage: int | None = None) -> None: ...
+    def show_error(self, message: str) -> None: ...
+
+
+class Engine(Protocol):
+    def start(self) -> None: ...
+    def run(self, request: Any, on_result: Callable[[Any], None] | None = None, on_start: Any = None) -> Any: ...
+    def cancel(self, run_id: int) -> None: ...
+    def notify_changed(self, paths: Any = ()) -> None: ...
+    def shutdown(self, timeout: float = 5.0) -> None: ...
+
+
+EngineFactory = Callable[[Path, Settings, Callable[[Any], None]], Engine]
+
+
+@dataclass
+class _Stored:
+    """A result as remembered: the record for lenses plus where its diagnostic goes."""
+
+    last: LastResult
+    rel: str
+    result: Any  # the engine's TestResult
+
+
+@dataclass
+class _Buffer:
+    version: int | None
+    lines: list[str]
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    summary: Any
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Workspace:
+    def __init__(self, root: Path, settings: Settings, client: Client, engine_factory: EngineFactory) -> None:
+        self.root = root
+        self.settings = settings
+        self.client = client
+        self.engine_factory = engine_factory
+        self.index = WorkspaceIndex(root)
+        self.engine: Engine | None = None
+        self.buffers: dict[str, _Buffer] = {}  # rel -> open editor buffer
+        self.results: dict[str, _Stored] = {}  # nodeid -> last result
+        self.status = protocol.StatusMsg(path_to_uri(root), "stopped")
+        self.runs: dict[int, Any] = {}  # run id -> engine handle, while running
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def folder_uri(self) -> str:
+        return path_to_uri(self.root)
+
+    # -- the index -------------------------------------------------------------------
+    def build_index(self) -> list[protocol.TestsChanged]:
+        """Index the workspace (call off the event loop: it reads every test file)."""
+        self.index.build()
+        return [self.file_tree(rel) for rel in self.index.files]
+
+    def rel(self, uri: str) -> str:
+        return self.index_rel(uri_to_path(uri))
+
+    def index_rel(self, path: Path) -> str:
+        from tach_ls.walk import relpath
+
+        return relpath(path, self.index.root)
+
+    def uri_of(self, rel: str) -> str:
+        return path_to_uri(self.index.root / rel)
+
+    def lines_of(self, rel: str) -> list[str]:
+        buf = self.buffers.get(rel)
+        if buf is not None:
+            return buf.lines
+        try:
+            return (self.index.root / rel).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        except OSError:
+            return []
+
+    def file_tree(self, rel: str) -> protocol.TestsChanged:
+        fi = self.index.files.get(rel) or FileIndex(rel)
+        buf = self.buffers.get(rel)
+        return tests_changed(fi, self.uri_of(rel), self.lines_of(rel), buf.version if buf else None)
+
+    def update_buffer(self, uri: str, text: str, version: int | None) -> list[protocol.TestsChanged]:
+        """Re-index an editor buffer; the trees of every file that changed because of it."""
+        rel = self.rel(uri)
+        new_lines = text.splitlines(keepends=True)
+        old = self.buffers.get(rel)
+        old_lines = old.lines if old is not None else self.lines_of(rel)
+        self.buffers[rel] = _Buffer(version, new_lines)
+        self._remap_results(rel, old_lines, new_lines)
+        self.index.update_file(self.index.root / rel, text)
+        return [self.file_tree(r) for r in self.index.last_changed if r in self.index.files or r == rel]
+
+    def close_buffer(self, uri: str) -> list[protocol.TestsChanged]:
+        rel = self.rel(uri)
+        self.buffers.pop(rel, None)
+        if (self.index.root / rel).exists():
+            self.index.update_file(self.index.root / rel)
+        else:
+            self.index.remove_file(rel)
+        return [self.file_tree(rel)]
+
+    def file_removed(self, rel: str) -> protocol.TestsChanged:
+        """A file was deleted or renamed away: forget its tests, results and diagnostics."""
+        self.index.remove_file(rel)
+        prefix = rel + "::"
+        for nodeid in [n for n in self.results if n.startswith(prefix)]:
+            del self.results[nodeid]
+        self.publish(rel)
+        return self.file_tree(rel)
+
+    def lenses(self, uri: str) -> list[Lens]:
+        rel = self.rel(uri)
+        fi = self.index.files.get(rel)
+        if fi is None:
+            return []
+        return code_lenses(fi, uri, self._last)
+
+    def _last(self, nodeid: str) -> LastResult | None:
+        stored = self.results.get(nodeid)
+        return stored.last if stored else None
+
+    def tests_of(self, rel: str) -> list[TestItem]:
+        fi = self.index.files.get(rel)
+        return list(fi.items) if fi else []
+
+    # -- results and diagnostics -------------------------------------------------------
+    def record(self, result: Any) -> _Stored:
+        rel = result.path or result.nodeid.split("::", 1)[0]
+        line = (result.line - 1) if result.line else None
+        if line is not None:
+            line = self._disk_to_buffer(rel, line)
+        output = (result.stdout + result.stderr)[-4000:]
+        stored = _Stored(LastResult(result.status.value, result.duration_ms, result.message, line, output), rel, result)
+        self.results[result.nodeid] = stored
+        return stored
+
+    def _disk_to_buffer(self, rel: str, line: int) -> int | None:
+        buf = self.buffers.get(rel)
+        if buf is None:
+            return line
+        try:
+            disk = (self.index.root / rel).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        except OSError:
+            return None
+        return LineMap(disk, buf.lines)(line)
+
+    def _remap_results(self, rel: str, old: list[str], new: list[str]) -> None:
+        affected = [s for s in self.results.values() if s.rel == rel and s.last.line is not None]
+        if not affected:
+            return
+        mapping = LineMap(old, new)
+        for stored in affected:
+            assert stored.last.line is not None
+            stored.last.line = mapping(stored.last.line)
+        self.publish(rel)
+
+    def publish(self, rel: str) -> None:
+        uri = self.uri_of(rel)
+        buf = self.buffers.get(rel)
+        diags = diagnostics_for(
+            [s for s in self.results.values() if s.rel == rel],
+            self.index.files.get(rel),
+            self.lines_of(rel),
+            self.index.root,
+        )
+        self.client.publish_diagnostics(uri, buf.version if buf else None, diags)
+
+    # -- what to run -----------------------------------------------------------------------
+    def file_targets(self, uri: str) -> list[str]:
+        rel = self.rel(uri)
+        if rel not in self.index.files:
+            raise ValueError(f"{rel} has no tests")
+        return [rel]
+
+    def save_targets(self, uri: str) -> list[str]:
+        """What a save of `uri` runs, per the runOnSave setting."""
+        rel = self.rel(uri)
+        if self.settings.runOnSave == "file":
+            return [rel] if self.tests_of(rel) else []
+        if self.settings.runOnSave == "affected":
+            return self.affected_targets([str(self.index.root / rel)])
+        return []
+
+    def affected_targets(self, paths: list[str] | None) -> list[str]:
+        """Tests a change to `paths` can affect (conservative until impact analysis knows better).
+
+        A changed test file runs its own tests; tests that failed last time run
+        again; a changed non-test file, whose users are not recorded yet, runs
+        everything: an extra test costs little, a hidden failure a lot.
+        """
+        if paths is None:
+            return []
+        rels = [self.index_rel(Path(p)) for p in paths]
+        if any(r not in self.index.files for r in rels):
+            return []  # everything (an empty target list runs the whole suite)
+        failed = [n for n, s in self.results.items() if s.last.status in ("failed", "error", "crashed", "timeout")]
+        return list(dict.fromkeys(rels + failed))
+
+    async def debug(self, nodeid: str) -> dict[str, Any]:
+        raise NotImplementedError("debugging a test is not available yet: the engine has no debug worker")
+
+    # -- engine -------------------------------------------------------------------------
+    def ensure_engine(self) -> Engine:
+        if self.engine is None:
+            self.engine = self.engine_factory(self.root, self.settings, self._on_engine_state)
+            self.engine.start()
+        return self.engine
+
+    def _on_engine_state(self, status: Any) -> None:
+        """Called on the engine's thread."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._state_changed, status)
+
+    def _state_changed(self, status: Any) -> None:
+        state = getattr(status.state, "value", str(status.state))
+        self.status = protocol.StatusMsg(self.folder_uri, state, getattr(status, "layer", ""), getattr(status, "detail", ""))
+        self.client.notify(protocol.STATUS, protocol.payload(self.status))
+        if state == "failed":
+            self.client.show_error(f"tach-ls: the test engine for {self.root} failed: {self.status.detail}")
+
+    def apply_settings(self, settings: Settings) -> None:
+        engine_relevant = (settings.python, settings.isolation, settings.workers, settings.timeout, settings.coverage)
+        previous = (self.settings.python, self.settings.isolation, self.settings.workers, self.settings.timeout, self.settings.coverage)
+        self.settings = settings
+        if engine_relevant != previous and self.engine is not None:
+            engine, self.engine = self.engine, None
+            engine.shutdown()
+
+    def shutdown(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None

@@ -1,0 +1,121 @@
+"""The language server end to end: a real client over stdio, a real engine, a fixture project.
+
+Every wait is for a notification or a condition, bounded; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tach_ls import protocol
+from tests.e2e.harness import Session, copy_project, start, stop
+
+pytestmark = pytest.mark.e2e
+
+
+def get(obj: Any, key: str) -> Any:
+    return obj[key] if isinstance(obj, dict) else getattr(obj, key)
+
+
+@pytest_asyncio.fixture
+async def session(tmp_path: Path) -> AsyncIterator[Session]:
+    root = copy_project("lsp_basic", tmp_path)
+    s = await start(root, {"workers": 2}, tmp_home=tmp_path / "home")
+    yield s
+    await stop(s)
+
+
+async def test_tree_arrives_before_any_run(session: Session) -> None:
+    tree = await session.wait_for(protocol.TESTS_CHANGED, lambda p: get(p, "uri").endswith("tests/test_calc.py"))
+    ids = [get(n, "id") for n in get(tree, "tests")]
+    assert "tests/test_calc.py::test_add" in ids
+    assert "tests/test_calc.py::test_div[1-1-1]" in ids
+    assert "tests/test_calc.py::TestDiv::test_by_zero" in ids
+    add = next(n for n in get(tree, "tests") if get(n, "id") == "tests/test_calc.py::test_add")
+    assert get(add, "selection_line") == 5  # 0-based `def` line
+
+
+async def test_lenses_run_and_follow_edits(session: Session) -> None:
+    await session.wait_for(protocol.TESTS_CHANGED, lambda p: get(p, "uri").endswith("test_calc.py"))
+    text = (session.root / "tests/test_calc.py").read_text()
+    session.open("tests/test_calc.py", text)
+    lenses = await session.lenses("tests/test_calc.py")
+    assert (5, "Run") in lenses and (5, "Debug") in lenses
+    assert (0, "Run file") in lenses
+    session.change("tests/test_calc.py", "\n\n" + text, 2)  # two lines above everything, unsaved
+    await session.wait_for(protocol.TESTS_CHANGED, lambda p: get(p, "version") == 2)
+    assert (7, "Run") in await session.lenses("tests/test_calc.py")
+
+
+async def test_run_one_test_streams_result_and_updates_lens(session: Session) -> None:
+    result = await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+    assert get(result, "passed") == 1 and get(result, "failed") == 0
+    [row] = get(result, "results")
+    assert get(row, "nodeid") == "tests/test_calc.py::test_add" and get(row, "status") == "passed"
+    await session.wait_for(protocol.TEST_RESULT, lambda p: get(p, "nodeid") == "tests/test_calc.py::test_add")
+    await session.wait_for(protocol.RUN_FINISHED)
+    session.open("tests/test_calc.py")
+    titles = [t for line, t in await session.lenses("tests/test_calc.py") if line == 5]
+    assert any(t.startswith("passed") for t in titles), titles
+
+
+async def test_failure_is_a_diagnostic_at_the_assertion_and_moves_with_edits(session: Session) -> None:
+    text = (session.root / "tests/test_calc.py").read_text()
+    session.open("tests/test_calc.py", text)
+    result = await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add_wrong"]})
+    assert get(result, "failed") == 1
+    await session.wait_until(lambda: bool(session.diagnostics("tests/test_calc.py")))
+    [diag] = session.diagnostics("tests/test_calc.py")
+    assert diag.range.start.line == 11  # `assert result == 5`, 0-based
+    assert "assert 4 == 5" in diag.message
+    session.change("tests/test_calc.py", "# one\n# two\n# three\n" + text, 2)
+    await session.wait_until(lambda: any(d.range.start.line == 14 for d in session.diagnostics("tests/test_calc.py")))
+
+
+async def test_run_file_by_uri(session: Session) -> None:
+    result = await session.command(protocol.CMD_RUN_TESTS, {"uri": session.uri("tests/test_calc.py")})
+    assert (get(result, "passed"), get(result, "failed")) == (4, 1)
+
+
+async def test_run_on_save_runs_the_saved_file(tmp_path: Path) -> None:
+    root = copy_project("lsp_basic", tmp_path)
+    s = await start(root, {"runOnSave": "file"}, tmp_home=tmp_path / "home")
+    try:
+        await s.wait_for(protocol.TESTS_CHANGED, lambda p: get(p, "uri").endswith("test_calc.py"))
+        text = (root / "tests/test_calc.py").read_text().replace("assert result == 5", "assert result == 4")
+        s.open("tests/test_calc.py")
+        s.save("tests/test_calc.py", text, 2)
+        started = await s.wait_for(protocol.RUN_STARTED)
+        assert get(started, "reason") == "save"
+        finished = await s.wait_for(protocol.RUN_FINISHED)
+        assert (get(finished, "passed"), get(finished, "failed")) == (5, 0)
+    finally:
+        await stop(s)
+
+
+async def test_cancel_stops_a_running_test(session: Session) -> None:
+    import asyncio
+
+    run = asyncio.ensure_future(session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_slow.py"]}))
+    started = await session.wait_for(protocol.RUN_STARTED)
+    cancelled = await session.command(protocol.CMD_CANCEL, {"run_id": get(started, "run_id")})
+    assert get(cancelled, "cancelled") == [get(started, "run_id")]
+    result = await asyncio.wait_for(run, 30)
+    assert get(result, "cancelled") is True
+    after = await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+    assert get(after, "passed") == 1, "the next run works"
+
+
+async def test_bad_command_arguments_are_errors_and_the_server_goes_on(session: Session) -> None:
+    from pygls.exceptions import JsonRpcException
+
+    for bad in ([], ["not an object"], [{"tests": "not a list"}], [{"tests": []}], [{"uri": 42}]):
+        with pytest.raises(JsonRpcException):
+            await session.command(protocol.CMD_RUN_TESTS, *bad)
+    result = await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+    assert get(result, "passed") == 1
