@@ -61,14 +61,23 @@ class Runner:
         def on_result(result: Any) -> None:  # the engine's thread
             loop.call_soon_threadsafe(on_result_loop, result)
 
+        ws.changed_since_run.clear()
         request = RunRequest(args=args, workers=ws.settings.workers, timeout=ws.settings.timeout)
         handle = engine.run(request, on_result=on_result)
         run_id_box[0] = handle.run_id
         self.handles[handle.run_id] = handle
         ws.client.notify(protocol.RUN_STARTED, protocol.payload(protocol.RunStarted(handle.run_id, ws.folder_uri, args, reason)))
         await progress.begin(f"Running {len(args)} target(s)")
+        waiting = loop.run_in_executor(None, handle.wait)
+        cancelled_by_client = False
         try:
-            summary = await loop.run_in_executor(None, handle.wait)
+            summary = await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # $/cancelRequest: stop the workers, still report the run's end (results
+            # already received stay), then let pygls answer the request as cancelled.
+            cancelled_by_client = True
+            handle.cancel()
+            summary = await waiting
         finally:
             self.handles.pop(handle.run_id, None)
         await asyncio.sleep(0)  # let results queued by the engine's thread land first
@@ -87,6 +96,8 @@ class Runner:
         ws.client.notify(protocol.RUN_FINISHED, protocol.payload(finished_msg))
         progress.end(f"{finished_msg.passed} passed, {finished_msg.failed} failed")
         ws.client.refresh_lenses()
+        if cancelled_by_client:
+            raise asyncio.CancelledError()
         out = protocol.payload(finished_msg)
         out["results"] = results
         out["exit_code"] = summary.exit_code
@@ -103,16 +114,16 @@ class Runner:
         return [rid for rid in ids if rid in self.handles]
 
     # -- run on save -------------------------------------------------------------------------
-    def on_save(self, args: list[str]) -> None:
-        """Schedule a save-triggered run of `args`, coalescing with what is running or queued."""
-        if not args:
+    def on_save(self, args: list[str] | None) -> None:
+        """Schedule a save-triggered run of `args` ([] = everything), coalescing with what is running or queued."""
+        if args is None:
             return
         if self._save_task is not None and not self._save_task.done():
             self._save_queued = args  # replaces an older queued save
             return
         self._start_save_run(args)
 
-    def _start_save_run(self, args: list[str]) -> None:
+    def _start_save_run(self, args: list[str]) -> None:  # [] runs everything
         self.save_runs_started += 1
         self._save_task = asyncio.get_running_loop().create_task(self._save_run(args))
 
@@ -122,7 +133,7 @@ class Runner:
         except Exception:  # a failed save run must not stop the next one
             log.exception("run on save failed")
         queued, self._save_queued = self._save_queued, None
-        if queued:
+        if queued is not None:
             self._start_save_run(queued)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from tach_ls import __version__, protocol
 from tach_ls.folders import Folder, Folders
@@ -31,12 +32,25 @@ class CommandError(Exception):
     """A command's arguments are wrong: becomes an error response with this message."""
 
 
+class _Protocol(LanguageServerProtocol):
+    """pygls runs `workspace/executeCommand` through a generator, so `$/cancelRequest`
+    does not reach the command's coroutine: cancel it here (runs then stop their workers)."""
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        super()._handle_cancel_notification(msg_id)
+        task = self._server.cancellable.pop(msg_id, None)  # type: ignore[attr-defined]
+        if task is not None:
+            task.cancel()
+
+
 class TachServer(LanguageServer):
     def __init__(self, engine_factory: EngineFactory) -> None:
-        super().__init__("tach-ls", __version__)
+        super().__init__("tach-ls", __version__, protocol_cls=_Protocol)
+        self.cancellable: dict[Any, asyncio.Task[Any]] = {}  # request id -> the command's task
         self.folders = Folders(_LspClient(self), engine_factory)
         self._pending: dict[str, asyncio.TimerHandle] = {}
         self._index_lock = asyncio.Lock()
+        self._watchers: list[asyncio.Event] = []
 
     # -- helpers used by handlers ---------------------------------------------------
     def folder(self, uri: str) -> Folder:
@@ -44,6 +58,18 @@ class TachServer(LanguageServer):
         if folder is None:
             raise CommandError(f"{uri} is not inside a workspace folder")
         return folder
+
+    async def cancellable_run(self, runner: Any, targets: list[str], reason: str) -> dict[str, Any]:
+        """A run that `$/cancelRequest` of the current request can stop."""
+        msg_id = self.protocol._ctx_msg_id.get(None)
+        task = asyncio.current_task()
+        if msg_id is not None and task is not None:
+            self.cancellable[msg_id] = task
+        try:
+            return await runner.run(targets, reason)  # type: ignore[no-any-return]
+        finally:
+            if msg_id is not None:
+                self.cancellable.pop(msg_id, None)
 
     def folder_for_nodeids(self, nodeids: list[str], folder_uri: Any) -> Folder:
         if isinstance(folder_uri, str):
@@ -55,6 +81,17 @@ class TachServer(LanguageServer):
         if len(folders) == 1:
             return folders[0]
         raise CommandError(f'no workspace folder has {nodeids[0]}; pass "folder" with the folder\'s URI')
+
+    def start_watching(self, folder: Folder) -> None:
+        from tach_ls.watch import watch
+
+        stop = asyncio.Event()
+        self._watchers.append(stop)
+        asyncio.get_running_loop().create_task(watch(folder.ws, self.send_trees, stop, self.off_loop))
+
+    def stop_watching(self) -> None:
+        for stop in self._watchers:
+            stop.set()
 
     async def off_loop(self, fn: Any, *args: Any) -> Any:
         """Index work in a thread, one at a time (the index is not thread-safe)."""
@@ -153,6 +190,7 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
             trees = await ls.off_loop(folder.ws.build_index)
             ls.send_trees(trees)
             folder.ws.loop = asyncio.get_running_loop()
+            ls.start_watching(folder)
             try:
                 folder.ws.ensure_engine()  # warm up now so the first click is fast
             except Exception as exc:
@@ -190,7 +228,10 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.TextDocumentSaveRegistrationOptions(include_text=False))
     def on_save(ls: TachServer, params: types.DidSaveTextDocumentParams) -> None:
         folder = ls.folders.for_uri(params.text_document.uri)
-        if folder is None or folder.ws.settings.runOnSave == "off":
+        if folder is None:
+            return
+        folder.ws.changed_since_run.add(str(uri_to_path(params.text_document.uri)))
+        if folder.ws.settings.runOnSave == "off":
             return
         if folder.ws.engine is not None:
             folder.ws.engine.notify_changed([str(uri_to_path(params.text_document.uri))])
@@ -209,6 +250,14 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
             for lens in folder.ws.lenses(params.text_document.uri)
         ]
 
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    def on_hover(ls: TachServer, params: types.HoverParams) -> types.Hover | None:
+        folder = ls.folders.for_uri(params.text_document.uri)
+        text = folder.ws.hover(params.text_document.uri, params.position.line) if folder else None
+        if not text:
+            return None
+        return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text))
+
     @server.command(protocol.CMD_RUN_TESTS)
     async def run_tests(ls: TachServer, *args: Any) -> dict[str, Any]:
         spec = _one_object(args, protocol.CMD_RUN_TESTS)
@@ -221,7 +270,7 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
                 raise CommandError('tach.runTests takes [{"tests": [NODEID, ...]}] or [{"uri": URI}]')
             folder = ls.folder_for_nodeids(tests, spec.get("folder"))
             targets = tests
-        return await folder.runner.run(targets, "command")
+        return await ls.cancellable_run(folder.runner, targets, "command")
 
     @server.command(protocol.CMD_RUN_ALL)
     async def run_all(ls: TachServer, *args: Any) -> dict[str, Any]:
@@ -229,7 +278,7 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
         folders = [ls.folder(_str(spec, "folder"))] if "folder" in spec else ls.folders.all()
         if not folders:
             raise CommandError("no workspace folder is open")
-        outcomes = [await f.runner.run([], "all") for f in folders]
+        outcomes = [await ls.cancellable_run(f.runner, [], "all") for f in folders]
         return outcomes[0] if len(outcomes) == 1 else {"folders": outcomes}
 
     @server.command(protocol.CMD_RUN_AFFECTED)
@@ -237,9 +286,15 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
         spec = _one_object(args, protocol.CMD_RUN_AFFECTED, optional=True)
         folders = [ls.folder(_str(spec, "folder"))] if "folder" in spec else ls.folders.all()
         outcomes = []
+        paths = spec.get("paths")
+        if paths is not None and (not isinstance(paths, list) or not all(isinstance(p, str) for p in paths)):
+            raise CommandError('tach.runAffected takes [] or [{"paths": [PATH, ...]}]')
         for f in folders:
-            targets = f.ws.affected_targets(spec.get("paths"))
-            outcomes.append(await f.runner.run(targets, "affected") if targets else {"results": [], "total": 0, "passed": 0, "failed": 0})
+            targets = f.ws.affected_targets(paths)
+            if targets is None:
+                outcomes.append({"results": [], "total": 0, "passed": 0, "failed": 0, "skipped": 0, "errors": 0})
+            else:
+                outcomes.append(await ls.cancellable_run(f.runner, targets, "affected"))
         return outcomes[0] if len(outcomes) == 1 else {"folders": outcomes}
 
     @server.command(protocol.CMD_CANCEL)
@@ -260,6 +315,7 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
 
     @server.feature(types.SHUTDOWN)
     def on_shutdown(ls: TachServer, params: Any) -> None:
+        ls.stop_watching()
         ls.folders.shutdown()
 
     return server

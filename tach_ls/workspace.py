@@ -86,6 +86,7 @@ class Workspace:
         self.status = protocol.StatusMsg(path_to_uri(root), "stopped")
         self.runs: dict[int, Any] = {}  # run id -> engine handle, while running
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.changed_since_run: set[str] = set()  # paths saved since the last run started
 
     @property
     def folder_uri(self) -> str:
@@ -142,13 +143,12 @@ class Workspace:
             self.index.remove_file(rel)
         return [self.file_tree(rel)]
 
-    def file_removed(self, rel: str) -> protocol.TestsChanged:
-        """A file was deleted or renamed away: forget its tests, results and diagnostics."""
+    def forget_file(self, rel: str) -> protocol.TestsChanged:
+        """A file was deleted or renamed away: forget its tests and results (publish() clears the client)."""
         self.index.remove_file(rel)
         prefix = rel + "::"
         for nodeid in [n for n in self.results if n.startswith(prefix)]:
             del self.results[nodeid]
-        self.publish(rel)
         return self.file_tree(rel)
 
     def lenses(self, uri: str) -> list[Lens]:
@@ -157,6 +157,28 @@ class Workspace:
         if fi is None:
             return []
         return code_lenses(fi, uri, self._last)
+
+    def hover(self, uri: str, line: int) -> str | None:
+        """Markdown for a hover on `line` (0-based): the last result of the test defined there."""
+        rel = self.rel(uri)
+        fi = self.index.files.get(rel)
+        if fi is None:
+            return None
+        items = [i for i in fi.items if i.start_line - 1 <= line <= i.end_line - 1]
+        if not items:
+            return None
+        parts: list[str] = []
+        for item in items[:20]:
+            stored = self.results.get(item.nodeid)
+            if stored is None:
+                parts.append(f"**{item.name}**: not run yet")
+                continue
+            last = stored.last
+            parts.append(f"**{item.name}**: {last.status} in {last.duration_ms:.1f} ms" + (f"\n\n{last.message}" if last.message else ""))
+            if last.output.strip():
+                tail = "\n".join(last.output.strip().splitlines()[-15:])
+                parts.append(f"```\n{tail}\n```")
+        return "\n\n".join(parts)
 
     def _last(self, nodeid: str) -> LastResult | None:
         stored = self.results.get(nodeid)
@@ -215,27 +237,31 @@ class Workspace:
             raise ValueError(f"{rel} has no tests")
         return [rel]
 
-    def save_targets(self, uri: str) -> list[str]:
-        """What a save of `uri` runs, per the runOnSave setting."""
+    def save_targets(self, uri: str) -> list[str] | None:
+        """What a save of `uri` runs, per the runOnSave setting: None for nothing, [] for everything."""
         rel = self.rel(uri)
         if self.settings.runOnSave == "file":
-            return [rel] if self.tests_of(rel) else []
+            return [rel] if self.tests_of(rel) else None
         if self.settings.runOnSave == "affected":
             return self.affected_targets([str(self.index.root / rel)])
-        return []
+        return None
 
-    def affected_targets(self, paths: list[str] | None) -> list[str]:
-        """Tests a change to `paths` can affect (conservative until impact analysis knows better).
+    def affected_targets(self, paths: list[str] | None) -> list[str] | None:
+        """Tests a change to `paths` can affect: None for nothing, [] for everything.
 
-        A changed test file runs its own tests; tests that failed last time run
-        again; a changed non-test file, whose users are not recorded yet, runs
+        Conservative until impact analysis knows better: a changed test file
+        runs its own tests, tests that failed last time run again, and a
+        changed non-test file, whose users are not recorded yet, runs
         everything: an extra test costs little, a hidden failure a lot.
+        Without `paths`, the files saved since the last run are the change.
         """
         if paths is None:
-            return []
+            paths = sorted(self.changed_since_run)
+        if not paths:
+            return None
         rels = [self.index_rel(Path(p)) for p in paths]
         if any(r not in self.index.files for r in rels):
-            return []  # everything (an empty target list runs the whole suite)
+            return []
         failed = [n for n, s in self.results.items() if s.last.status in ("failed", "error", "crashed", "timeout")]
         return list(dict.fromkeys(rels + failed))
 

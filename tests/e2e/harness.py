@@ -10,6 +10,8 @@ import asyncio
 import os
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,21 @@ class Session:
 
         await asyncio.wait_for(loop(), timeout)
 
+    async def poll_until(self, condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
+        """For conditions no notification announces (the process table): a bounded poll in a thread."""
+
+        def blocking() -> bool:
+            tick = threading.Event()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if condition():
+                    return True
+                tick.wait(0.02)
+            return False
+
+        if not await asyncio.get_running_loop().run_in_executor(None, blocking):
+            raise TimeoutError(f"condition not met within {timeout} s")
+
     def uri(self, rel: str) -> str:
         return path_to_uri(self.root / rel)
 
@@ -99,8 +116,15 @@ class Session:
         return list(self.client.diagnostics.get(self.uri(rel), []))
 
 
-async def start(root: Path, settings: dict[str, Any] | None = None, client: str = "visual-studio-code", tmp_home: Path | None = None) -> Session:
+async def start(
+    root: Path,
+    settings: dict[str, Any] | None = None,
+    client: str = "visual-studio-code",
+    tmp_home: Path | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> Session:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(env_extra or {})
     env["PYTHONPATH"] = str(ROOT)
     if tmp_home is not None:
         env["XDG_CACHE_HOME"] = str(tmp_home)

@@ -119,3 +119,109 @@ async def test_bad_command_arguments_are_errors_and_the_server_goes_on(session: 
             await session.command(protocol.CMD_RUN_TESTS, *bad)
     result = await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
     assert get(result, "passed") == 1
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes below `pid` (from /proc), for leak and kill tests."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+async def test_hover_shows_last_result(session: Session) -> None:
+    from lsprotocol import types
+
+    await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add_wrong"]})
+    session.open("tests/test_calc.py")
+    hover = await session.client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(session.uri("tests/test_calc.py")), types.Position(10, 4))
+    )
+    assert hover is not None and "test_add_wrong**: failed" in hover.contents.value
+
+
+async def test_files_changed_outside_the_editor(session: Session) -> None:
+    await session.wait_for(protocol.TESTS_CHANGED, lambda p: get(p, "uri").endswith("test_calc.py"))
+    await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add_wrong"]})
+    await session.wait_until(lambda: bool(session.diagnostics("tests/test_calc.py")))
+    (session.root / "tests" / "test_new.py").write_text("def test_fresh():\n    pass\n")
+    tree = await session.wait_for(protocol.TESTS_CHANGED, lambda p: get(p, "uri").endswith("test_new.py"))
+    assert [get(n, "id") for n in get(tree, "tests")][-1] == "tests/test_new.py::test_fresh"
+    (session.root / "tests" / "test_calc.py").unlink()
+    await session.wait_for(protocol.TESTS_CHANGED, lambda p: get(p, "uri").endswith("test_calc.py") and not get(p, "tests"))
+    await session.wait_until(lambda: not session.diagnostics("tests/test_calc.py"))
+
+
+async def test_cancel_request_stops_the_run(session: Session) -> None:
+    import asyncio
+
+    from lsprotocol import types
+
+    params = types.ExecuteCommandParams(command=protocol.CMD_RUN_TESTS, arguments=[{"tests": ["tests/test_slow.py"]}])
+    request = asyncio.ensure_future(session.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id="run-to-cancel"))
+    await session.wait_for(protocol.RUN_STARTED)
+    session.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="run-to-cancel"))
+    finished = await session.wait_for(protocol.RUN_FINISHED)
+    assert get(finished, "cancelled") is True
+    with pytest.raises(Exception):
+        await asyncio.wait_for(request, 30)  # answered as cancelled (an error response)
+    after = await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+    assert get(after, "passed") == 1
+
+
+async def test_zygote_killed_mid_run_reports_and_recovers(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import signal
+
+    marker = tmp_path / "slow-test-running"
+    root = copy_project("lsp_basic", tmp_path)
+    session = await start(root, {"isolation": "off"}, tmp_home=tmp_path / "home", env_extra={"TACH_E2E_MARKER": str(marker)})
+    try:
+        await session.wait_for(protocol.STATUS, lambda p: get(p, "state") == "ready")
+        server_pid = session.client._server.pid  # type: ignore[union-attr]
+        run = asyncio.ensure_future(session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_slow.py"]}))
+        await session.poll_until(marker.exists)  # the test is running in its worker
+        for pid in descendants(server_pid):
+            if "zygote.py" in cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+        result = await asyncio.wait_for(run, 60)
+        assert get(result, "passed") == 0
+        [row] = get(result, "results")
+        assert get(row, "status") in ("error", "crashed") and "zygote" in get(row, "message")
+        after = await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+        assert get(after, "passed") == 1, "the engine restarted and the next run works"
+    finally:
+        await stop(session)
+
+
+@pytest.mark.parametrize("client_spec", ["visual-studio-code", "neovim"])
+async def test_shutdown_leaves_no_process_behind(tmp_path: Path, client_spec: str) -> None:
+    root = copy_project("lsp_basic", tmp_path)
+    s = await start(root, {}, client=client_spec, tmp_home=tmp_path / "home")
+    await s.wait_for(protocol.STATUS, lambda p: get(p, "state") == "ready")
+    result = await s.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+    assert get(result, "passed") == 1
+    server_pid = s.client._server.pid  # type: ignore[union-attr]
+    assert descendants(server_pid), "the zygote runs under the server"
+    await stop(s)
+    assert descendants(server_pid) == []
+    assert not Path(f"/proc/{server_pid}").exists() or "zombie" in Path(f"/proc/{server_pid}/status").read_text().lower()
