@@ -1,0 +1,120 @@
+"""Runs as the editor sees them, with a fake engine: streaming, save-storm coalescing, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tach_ls import protocol
+from tach_ls.runner import Runner
+from tach_ls.settings import Settings
+from tach_ls.workspace import Workspace
+from tests.parity import write_tree
+from tests.unit.fake_engine import FakeEngine
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.diagnostics: dict[str, list[Any]] = {}
+
+    def notify(self, method: str, params: Any) -> None:
+        self.sent.append((method, params))
+
+    def publish_diagnostics(self, uri: str, version: int | None, diagnostics: list[Any]) -> None:
+        self.diagnostics[uri] = diagnostics
+
+    def refresh_lenses(self) -> None:
+        self.sent.append(("refresh", None))
+
+    async def progress_begin(self, token: str, title: str) -> bool:
+        return False
+
+    def progress(self, token: str, kind: str, message: str, percentage: int | None = None) -> None:
+        pass
+
+    def show_error(self, message: str) -> None:
+        self.sent.append(("error", message))
+
+
+def make(tmp_path: Path) -> tuple[Workspace, Runner, FakeEngine, RecordingClient]:
+    write_tree(tmp_path, {"tests/test_a.py": "def test_a(): pass\ndef test_b(): pass\n"})
+    engine = FakeEngine()
+    client = RecordingClient()
+    ws = Workspace(tmp_path, Settings(runOnSave="file"), client, lambda root, settings, on_state: engine)
+    ws.build_index()
+    return ws, Runner(ws), engine, client
+
+
+async def wait_runs(engine: FakeEngine, count: int) -> None:
+    started = await asyncio.get_running_loop().run_in_executor(None, engine.wait_runs, count)
+    assert started, f"expected {count} runs, got {len(engine.runs)}"
+
+
+async def save_run_done(runner: Runner) -> None:
+    assert runner._save_task is not None
+    await asyncio.wait_for(asyncio.shield(runner._save_task), 10)
+
+
+async def test_results_stream_and_summary(tmp_path: Path) -> None:
+    ws, runner, engine, client = make(tmp_path)
+    task = asyncio.ensure_future(runner.run(["tests/test_a.py"], "command"))
+    await wait_runs(engine, 1)
+    engine.runs[0].finish({"tests/test_a.py::test_a": "passed", "tests/test_a.py::test_b": "failed"})
+    summary = await asyncio.wait_for(task, 10)
+    assert (summary["passed"], summary["failed"], summary["total"]) == (1, 1, 2)
+    methods = [m for m, _ in client.sent]
+    assert methods.index(protocol.RUN_STARTED) < methods.index(protocol.TEST_RESULT) < methods.index(protocol.RUN_FINISHED)
+    assert ws.results["tests/test_a.py::test_b"].last.status == "failed"
+
+
+async def test_save_storm_coalesces_to_one_running_and_one_queued(tmp_path: Path) -> None:
+    """Ten saves while a run is in flight give exactly one more run, of the newest save."""
+    ws, runner, engine, client = make(tmp_path)
+    runner.on_save(["first"])
+    await wait_runs(engine, 1)
+    for i in range(10):
+        runner.on_save([f"save-{i}"])
+    assert len(engine.runs) == 1, "nothing starts while a save run is in flight"
+    engine.runs[0].finish()
+    await wait_runs(engine, 2)
+    assert engine.runs[1].args == ["save-9"], "the newest save replaced the queued ones"
+    engine.runs[1].finish()
+    await save_run_done(runner)
+    assert len(engine.runs) == 2 and runner.save_runs_started == 2
+
+
+async def test_two_saves_without_overlap_give_two_runs(tmp_path: Path) -> None:
+    """The other arm: saves that do not overlap a run are not coalesced."""
+    ws, runner, engine, client = make(tmp_path)
+    runner.on_save(["one"])
+    await wait_runs(engine, 1)
+    engine.runs[0].finish()
+    await save_run_done(runner)
+    runner.on_save(["two"])
+    await wait_runs(engine, 2)
+    assert [r.args for r in engine.runs] == [["one"], ["two"]]
+
+
+async def test_cancel_clears_the_queue(tmp_path: Path) -> None:
+    ws, runner, engine, client = make(tmp_path)
+    runner.on_save(["first"])
+    await wait_runs(engine, 1)
+    runner.on_save(["queued"])
+    runner.cancel()
+    await save_run_done(runner)
+    assert len(engine.runs) == 1 and engine.runs[0].handle.done
+
+
+async def test_save_targets_follow_the_setting(tmp_path: Path) -> None:
+    ws, runner, engine, client = make(tmp_path)
+    write_tree(tmp_path, {"src/lib.py": "x = 1\n"})
+    uri = ws.uri_of("tests/test_a.py")
+    assert ws.save_targets(uri) == ["tests/test_a.py"]
+    assert ws.save_targets(ws.uri_of("src/lib.py")) is None  # file mode: a non-test file runs nothing
+    from dataclasses import replace
+
+    ws.settings = replace(ws.settings, runOnSave="affected")
+    assert ws.save_targets(ws.uri_of("src/lib.py")) == []  # affected: unknown users -> everything
+    assert ws.save_targets(uri) == ["tests/test_a.py"]
