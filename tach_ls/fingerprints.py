@@ -1,0 +1,125 @@
+"""Code blocks of a Python file and their fingerprints, for impact analysis.
+
+A block is a function or method body (nested functions belong to their
+enclosing function), a class's own statements (attributes, not its
+methods), or the module's top level (everything outside functions and
+class bodies). Its fingerprint hashes the AST without docstrings, line
+numbers or comments, so reformatting or editing a comment changes nothing,
+while a changed default argument (part of the `def`) does.
+
+`line_to_block` maps an executed line back to its block, so per-test line
+coverage becomes "this test executed these blocks".
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import hashlib
+from dataclasses import dataclass
+
+MODULE = "<module>"
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str  # "f", "C.m", "C" (class body), "<module>"
+    kind: str  # function, class, module
+    start: int  # 1-based, decorators included
+    end: int
+    digest: str
+
+
+def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        return body[1:]
+    return body
+
+
+def _digest(node: ast.AST) -> str:
+    text = ast.dump(node, annotate_fields=False, include_attributes=False)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _function_digest(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    clone = type(node)(
+        name=node.name,
+        args=node.args,
+        body=_strip_docstring(node.body),
+        decorator_list=node.decorator_list,
+        returns=node.returns,
+        type_comment=None,
+        **({"type_params": getattr(node, "type_params", [])} if hasattr(node, "type_params") else {}),
+    )
+    return _digest(clone)
+
+
+def blocks_of(tree: ast.Module) -> list[Block]:
+    out: list[Block] = []
+    module_parts: list[ast.stmt] = []
+
+    def visit_class(cls: ast.ClassDef, prefix: str) -> None:
+        qual = f"{prefix}{cls.name}"
+        own: list[ast.stmt] = []
+        for stmt in _strip_docstring(cls.body):
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                add_function(stmt, f"{qual}.")
+            elif isinstance(stmt, ast.ClassDef):
+                visit_class(stmt, f"{qual}.")
+                own.append(ast.ClassDef(name=stmt.name, bases=stmt.bases, keywords=stmt.keywords, body=[], decorator_list=stmt.decorator_list))
+            else:
+                own.append(stmt)
+        header = ast.ClassDef(name=cls.name, bases=cls.bases, keywords=cls.keywords, body=own, decorator_list=cls.decorator_list)
+        start = min([cls.lineno, *(d.lineno for d in cls.decorator_list)])
+        out.append(Block(qual, "class", start, cls.end_lineno or cls.lineno, _digest(header)))
+
+    def add_function(fn: ast.FunctionDef | ast.AsyncFunctionDef, prefix: str) -> None:
+        start = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
+        out.append(Block(f"{prefix}{fn.name}", "function", start, fn.end_lineno or fn.lineno, _function_digest(fn)))
+
+    for stmt in _strip_docstring(tree.body):
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            add_function(stmt, "")
+            # The `def` statement itself runs at import: its name binding is module level.
+            module_parts.append(ast.Expr(ast.Name(stmt.name)))
+        elif isinstance(stmt, ast.ClassDef):
+            visit_class(stmt, "")
+            module_parts.append(ast.Expr(ast.Name(stmt.name)))
+        else:
+            module_parts.append(stmt)
+    last = max((getattr(s, "end_lineno", 0) or 0 for s in tree.body), default=0)
+    out.append(Block(MODULE, "module", 1, max(last, 1), _digest(ast.Module(body=module_parts, type_ignores=[]))))
+    return out
+
+
+def blocks_of_source(source: str | bytes) -> list[Block] | None:
+    """Blocks of a file's text, or None when it does not parse."""
+    try:
+        return blocks_of(ast.parse(source))
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
+class LineIndex:
+    """Which block a line belongs to: the innermost function, else the class, else the module."""
+
+    def __init__(self, blocks: list[Block]) -> None:
+        functions = sorted((b for b in blocks if b.kind == "function"), key=lambda b: (b.start, -b.end))
+        classes = sorted((b for b in blocks if b.kind == "class"), key=lambda b: (b.start, -b.end))
+        self._layers = [functions, classes]
+        self._starts = [[b.start for b in layer] for layer in self._layers]
+
+    def block_of(self, line: int) -> str:
+        for layer, starts in zip(self._layers, self._starts):
+            i = bisect.bisect_right(starts, line) - 1
+            best: Block | None = None
+            while i >= 0:
+                b = layer[i]
+                if b.start <= line <= b.end and (best is None or b.start >= best.start):
+                    best = b
+                if b.end < line and best is not None:
+                    break
+                i -= 1
+            if best is not None:
+                return best.name
+        return MODULE

@@ -1,0 +1,183 @@
+"""Impact selection rules, each pinned; a miss here would hide a failure, an excess costs time.
+
+Records are written as a run would (per-test executed lines, opened files,
+endpoints); then files change and `select` must name exactly the tests
+that can be affected, with a reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tach_ls.impact import ImpactStore, NetworkPolicy, TestRecord
+from tests.parity import write_tree
+
+LIB = '''"""Library."""
+RATE = 2
+
+
+def double(x, factor=2):
+    """Doubles."""
+    return x * factor
+
+
+def triple(x):
+    return x * 3
+
+
+class Box:
+    size = 10
+
+    def area(self):
+        return self.size * self.size
+'''
+
+ALL = ["tests/test_lib.py::test_double", "tests/test_lib.py::test_triple", "tests/test_lib.py::test_area", "tests/test_data.py::test_reads"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImpactStore:
+    write_tree(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/lib.py": LIB,
+            "pkg/user.py": "from pkg.lib import RATE\n\ndef scaled(x):\n    return x * RATE\n",
+            "data/table.csv": "a,b\n",
+        },
+    )
+    (tmp_path / "pkg" / "lib.py").write_text(LIB)
+    s = ImpactStore(tmp_path / ".tach-ls" / "impact.sqlite3")
+    s.record(
+        tmp_path,
+        [
+            TestRecord("tests/test_lib.py::test_double", "passed", lines={"pkg/lib.py": {7}}),
+            TestRecord("tests/test_lib.py::test_triple", "passed", lines={"pkg/lib.py": {11}}),
+            TestRecord("tests/test_lib.py::test_area", "passed", lines={"pkg/lib.py": {18}}),
+            TestRecord("tests/test_data.py::test_reads", "passed", lines={"pkg/user.py": {4}}, opened={"data/table.csv"}, endpoints={"127.0.0.1:8080"}),
+        ],
+        env_key="env-1",
+    )
+    return s
+
+
+def select(store: ImpactStore, root: Path, changed: list[str] | None = None, **kw: object) -> dict[str, str]:
+    changed = store.changed_files(root) if changed is None else changed
+    return {s.nodeid: s.reason for s in store.select(root, changed, kw.pop("tests", ALL), kw.pop("env", "env-1"), **kw)}  # type: ignore[arg-type]
+
+
+def edit(root: Path, old: str, new: str) -> None:
+    path = root / "pkg" / "lib.py"
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_nothing_changed_selects_nothing(store: ImpactStore, tmp_path: Path) -> None:
+    assert select(store, tmp_path) == {}
+
+
+def test_changed_function_body_selects_only_its_users(store: ImpactStore, tmp_path: Path) -> None:
+    edit(tmp_path, "return x * 3", "return x * 4")
+    assert select(store, tmp_path) == {"tests/test_lib.py::test_triple": "executed pkg/lib.py::triple, which changed"}
+
+
+def test_comment_and_docstring_and_formatting_changes_select_nothing(store: ImpactStore, tmp_path: Path) -> None:
+    edit(tmp_path, '    """Doubles."""', '    """Doubles its input, documented better."""')
+    edit(tmp_path, "return x * 3", "return x  *  3  # same code, new comment")
+    assert select(store, tmp_path) == {}
+
+
+def test_changed_default_argument_selects_callers(store: ImpactStore, tmp_path: Path) -> None:
+    edit(tmp_path, "factor=2", "factor=3")
+    assert list(select(store, tmp_path)) == ["tests/test_lib.py::test_double"]
+
+
+def test_changed_class_attribute_read_by_a_method(store: ImpactStore, tmp_path: Path) -> None:
+    """The class body runs at import, not in the test: attribution is conservative."""
+    edit(tmp_path, "size = 10", "size = 11")
+    selected = select(store, tmp_path)
+    assert "tests/test_lib.py::test_area" in selected
+    assert "class Box body changed" in selected["tests/test_lib.py::test_area"]
+
+
+def test_module_constant_used_elsewhere_selects_importers(store: ImpactStore, tmp_path: Path) -> None:
+    edit(tmp_path, "RATE = 2", "RATE = 5")
+    selected = select(store, tmp_path)
+    assert "tests/test_data.py::test_reads" in selected, "pkg/user.py imports RATE from pkg/lib.py"
+    assert set(ALL) <= set(selected)
+
+
+def test_changed_data_file_selects_its_readers(store: ImpactStore, tmp_path: Path) -> None:
+    (tmp_path / "data" / "table.csv").write_text("a,b\n1,2\n")
+    assert select(store, tmp_path, changed=["data/table.csv"]) == {"tests/test_data.py::test_reads": "read data/table.csv, which changed"}
+
+
+def test_deleted_module_selects_users_and_importers(store: ImpactStore, tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "lib.py").unlink()
+    selected = select(store, tmp_path)
+    assert set(selected) == set(ALL)
+    assert "deleted" in selected["tests/test_lib.py::test_triple"]
+
+
+def test_helper_moved_to_another_file(store: ImpactStore, tmp_path: Path) -> None:
+    edit(tmp_path, "def triple(x):\n    return x * 3\n", "from pkg.more import triple\n")
+    (tmp_path / "pkg" / "more.py").write_text("def triple(x):\n    return x * 3\n")
+    selected = select(store, tmp_path)
+    assert "tests/test_lib.py::test_triple" in selected
+
+
+def test_new_renamed_and_failed_tests(store: ImpactStore, tmp_path: Path) -> None:
+    store.record(tmp_path, [TestRecord("tests/test_lib.py::test_area", "failed", lines={"pkg/lib.py": {18}})], env_key="env-1")
+    tests = [*ALL[:2], "tests/test_lib.py::test_area", "tests/test_lib.py::test_double_renamed"]
+    selected = select(store, tmp_path, tests=tests)
+    assert selected == {
+        "tests/test_lib.py::test_double_renamed": "new test (no record yet)",
+        "tests/test_lib.py::test_area": "failed last time",
+    }
+
+
+def test_environment_change_selects_everything(store: ImpactStore, tmp_path: Path) -> None:
+    assert set(select(store, tmp_path, env="env-2")) == set(ALL)
+
+
+def test_incomplete_coverage_is_never_trusted(store: ImpactStore, tmp_path: Path) -> None:
+    store.record(tmp_path, [TestRecord("tests/test_lib.py::test_triple", "passed", lines={}, complete=False)], env_key="env-1")
+    assert "tests/test_lib.py::test_triple" in select(store, tmp_path)
+
+
+def test_network_policy(store: ImpactStore, tmp_path: Path) -> None:
+    always = NetworkPolicy({"127.0.0.1:*": "always"})
+    assert "tests/test_data.py::test_reads" in select(store, tmp_path, changed=[], policy=always)
+    when = NetworkPolicy({"127.0.0.1:*": {"when": "api/*.json"}})
+    assert select(store, tmp_path, changed=[], policy=when) == {}
+    assert "tests/test_data.py::test_reads" in select(store, tmp_path, changed=["api/v1.json"], policy=when)
+    ignore = NetworkPolicy({"127.0.0.1:*": "ignore"})
+    assert select(store, tmp_path, changed=["api/v1.json"], policy=ignore) == {}
+
+
+def test_unsaved_editor_text_is_used_instead_of_the_disk(store: ImpactStore, tmp_path: Path) -> None:
+    text = LIB.replace("return x * 3", "return x * 9").encode()
+    assert list(select(store, tmp_path, changed=["pkg/lib.py"], texts={"pkg/lib.py": text})) == ["tests/test_lib.py::test_triple"]
+
+
+def test_two_stores_on_one_file_and_a_crash_mid_write(store: ImpactStore, tmp_path: Path) -> None:
+    """Editor and terminal share the database; a failed write leaves the previous records."""
+    other = ImpactStore(tmp_path / ".tach-ls" / "impact.sqlite3")
+    assert set(other.known_tests()) == set(ALL)
+
+    class Boom(Exception):
+        pass
+
+    class Exploding(TestRecord):
+        @property  # type: ignore[override]
+        def endpoints(self) -> set[str]:
+            raise Boom()
+
+        @endpoints.setter
+        def endpoints(self, value: set[str]) -> None:
+            pass
+
+    with pytest.raises(Boom):
+        other.record(tmp_path, [TestRecord("tests/x.py::test_new", "passed"), Exploding("tests/x.py::test_bad", "passed")], env_key="env-1")
+    assert set(store.known_tests()) == set(ALL), "the partial write was rolled back"
