@@ -268,8 +268,8 @@ def resolve(
     args = list(args or [])
     env_opts = shlex.split(environ.get("PYTEST_ADDOPTS", ""))
     early = parse_addopts(env_opts + args)
-    inifile = inifile or (early.get("-c") or early.get("--inifile") or [None])[-1]
-    rootdir_arg = rootdir_arg or (early.get("--rootdir") or [None])[-1]
+    inifile = inifile or next(reversed(early.get("-c") or early.get("--inifile") or []), None)
+    rootdir_arg = rootdir_arg or next(reversed(early.get("--rootdir") or []), None)
     consulted: list[Path] = []
     rootdir, inipath, ini = determine_setup(early["args"], invocation_dir, inifile, rootdir_arg, consulted)
     addopts = _as_list(ini.get("addopts"))

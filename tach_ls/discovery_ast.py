@@ -372,7 +372,7 @@ class _Discovery:
         is_static = any(decorator_name(d) in ("staticmethod",) for d in node.decorator_list)
         argnames = request_names(node, bool(classes) and not is_static)
         usefixtures = _usefixtures(chain_marks)
-        base = self._item(f"{parent}::{name}", name, name, kind, node, parent, path)  # type: ignore[arg-type]
+        base = self._item(f"{parent}::{name}", name, name, kind, node, parent, path)
         base.markers = marker_names
         base.fixtures = list(dict.fromkeys(usefixtures + argnames))
         if path != self.relpath:
@@ -393,7 +393,7 @@ class _Discovery:
             return
         uncertain = any(a.uncertain for a in axes)
         for ident, extra_marks in combine(axes):
-            item = self._item(f"{parent}::{name}[{ident}]", f"{name}[{ident}]", name, kind, node, parent, path)  # type: ignore[arg-type]
+            item = self._item(f"{parent}::{name}[{ident}]", f"{name}[{ident}]", name, kind, node, parent, path)
             item.params_id = ident
             item.markers = list(dict.fromkeys(marker_names + list(extra_marks))) if extra_marks else marker_names
             item.fixtures = base.fixtures

@@ -42,16 +42,13 @@ def _digest(node: ast.AST) -> str:
 
 
 def _function_digest(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
-    clone = type(node)(
-        name=node.name,
-        args=node.args,
-        body=_strip_docstring(node.body),
-        decorator_list=node.decorator_list,
-        returns=node.returns,
-        type_comment=None,
-        **({"type_params": getattr(node, "type_params", [])} if hasattr(node, "type_params") else {}),
-    )
-    return _digest(clone)
+    # The whole `def` (signature, defaults, decorators, body) but not the docstring.
+    saved = node.body
+    node.body = _strip_docstring(saved)
+    try:
+        return _digest(node)
+    finally:
+        node.body = saved
 
 
 def blocks_of(tree: ast.Module) -> list[Block]:

@@ -26,9 +26,10 @@ from tach_ls.incremental_parse import Parsed, reparse
 from tach_ls.fixtures_static import FixtureLookup, fixture_from_def
 from tach_ls.index_cache import IndexCache, signature
 from tach_ls.index_parallel import parallel_map
+from tach_ls.list_fastpath import Sig
 from tach_ls.model import FileError, FileIndex, FixtureDef, RelPath, TestItem, file_index_from_payload, file_index_to_payload
 from tach_ls.module_scan import ModuleScan, is_fixture_decorator, scan_module
-from tach_ls.selectexpr import ExpressionError, compile_expression, keyword_matcher, mark_matcher
+from tach_ls.selectexpr import ExpressionError, Predicate, compile_expression, keyword_matcher, mark_matcher
 from tach_ls.walk import Walker, relpath, to_file_errors, walk
 
 MAX_READ = 64 * 1024 * 1024
@@ -159,7 +160,7 @@ class WorkspaceIndex:
         self.file_sigs[rel] = sig
         payload = self._cache.lookup(rel, sig, read, self._dep_signature)
         if payload is not None:
-            self.file_deps[rel] = self._cache.entries[rel][2]
+            self.file_deps[rel] = dict(self._cache.entries[rel][2])
             self.stats["cached"] += 1
             fi = file_index_from_payload(rel, payload)
             self._apply_selection(fi)
@@ -198,13 +199,13 @@ class WorkspaceIndex:
             fi = FileIndex(rel, errors=[FileError(rel, "too deeply nested to index statically", None, "syntax")])
         return fi, ctx.deps
 
-    def dependencies(self) -> list[tuple[str, bool, object]]:
+    def dependencies(self) -> list[tuple[str, bool, Sig]]:
         """Every path the last build depended on, with its signature then: (path, is_folder, sig).
 
         Config candidates, walked folders, indexed files, conftests and the
         files those depended on: if none of these changed, neither did the index.
         """
-        out: list[tuple[str, bool, object]] = []
+        out: list[tuple[str, bool, Sig]] = []
         for path in self.cfg.consulted:
             out.append((str(path), False, signature(path)))
         for folder, mtime in self.dir_mtimes.items():
@@ -279,8 +280,9 @@ class WorkspaceIndex:
         self.files.pop(rel, None)
 
     # -- selection -----------------------------------------------------------------
-    def _compile_selection(self):  # type: ignore[no-untyped-def]
-        keyword = mark = None
+    def _compile_selection(self) -> tuple[Predicate | None, Predicate | None]:
+        keyword: Predicate | None = None
+        mark: Predicate | None = None
         try:
             if self.cfg.keyword:
                 keyword = compile_expression(self.cfg.keyword)

@@ -41,7 +41,7 @@ class IndexCache:
     def __init__(self, folder: Path | None, config_key: str) -> None:
         self.path = folder / CACHE_FILE if folder is not None else None
         self.config_key = config_key
-        self.entries: dict[str, tuple[Signature, str, dict[str, Signature], Any]] = {}
+        self.entries: dict[str, tuple[Signature, str, dict[str, Signature | None], Any]] = {}
         self.dirty = False
 
     def load(self) -> None:
@@ -74,7 +74,7 @@ class IndexCache:
             return payload
         return None
 
-    def store(self, rel: str, sig: Signature | None, data: bytes, deps: dict[str, Signature], payload: Any) -> None:
+    def store(self, rel: str, sig: Signature | None, data: bytes, deps: dict[str, Signature | None], payload: Any) -> None:
         if sig is None:
             return
         self.entries[rel] = (sig, content_hash(data), deps, payload)

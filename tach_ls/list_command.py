@@ -65,7 +65,7 @@ def render(index: WorkspaceIndex, args: argparse.Namespace, out: io.StringIO, er
     return 0 if items else 5
 
 
-def _own_sources() -> list[tuple[str, bool, object]]:
+def _own_sources() -> list[tuple[str, bool, list_fastpath.Sig]]:
     """tach-ls's own modules: an upgrade or a local edit must not serve an old listing."""
     folder = Path(__file__).parent
     return [(str(p), False, list_fastpath.signature(str(p), False)) for p in sorted(folder.glob("*.py"))]

@@ -145,10 +145,10 @@ def _scan_block(stmts: list[ast.stmt], scan: ModuleScan, cls: ClassScan | None) 
                 _scan_block(handler.body, scan, cls)
                 if cls is None:
                     # A name set in an except handler depends on what is installed: not static.
-                    for sub in ast.walk(ast.Module(body=handler.body, type_ignores=[])):
-                        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                            scan.env.values.pop(sub.id, None)
-                            scan.env.imported.add(sub.id)
+                    for node in ast.walk(ast.Module(body=handler.body, type_ignores=[])):
+                        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                            scan.env.values.pop(node.id, None)
+                            scan.env.imported.add(node.id)
             _scan_block(stmt.orelse, scan, cls)  # type: ignore[attr-defined]
             _scan_block(stmt.finalbody, scan, cls)  # type: ignore[attr-defined]
 
@@ -264,7 +264,9 @@ def _scan_assign(stmt: ast.Assign | ast.AnnAssign | ast.AugAssign, scan: ModuleS
                 scan.env.values[name] = value
                 scan.env.cache.pop(name, None)
         elif isinstance(target, ast.Attribute) and target.attr == "__test__" and isinstance(target.value, ast.Name):
-            scan.test_attrs[target.value.id] = _truthy(value)
+            flag = _truthy(value)
+            if flag is not None:
+                scan.test_attrs[target.value.id] = flag
         elif isinstance(target, (ast.Tuple, ast.List)):
             for elt in target.elts:
                 if isinstance(elt, ast.Name):

@@ -208,13 +208,13 @@ def _call_idfn(idfn: Lambda | Named, val: Any, ev: Evaluator) -> Any:
             return repr(val)
         fn = ev.env.functions.get(idfn.name)
         if fn is None:
-            _unknown()
+            return _unknown()
         from tach_ls.static_eval import _single_return
 
         body = _single_return(fn)
         if body is None:
-            _unknown()
-        idfn = Lambda([a.arg for a in fn.args.args], body)  # type: ignore[arg-type]
+            return _unknown()
+        idfn = Lambda([a.arg for a in fn.args.args], body)
     if isinstance(val, Param):
         _unknown()
     try:

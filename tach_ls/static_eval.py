@@ -376,7 +376,7 @@ class Evaluator:
                 parts.append(format(v, spec))
             else:
                 raise EvalError("unexpected f-string part")
-        return self._bound("".join(parts))
+        return str(self._bound("".join(parts)))
 
     # -- names ---------------------------------------------------------------
     def on_Name(self, node: ast.Name) -> Any:
@@ -518,7 +518,7 @@ class Evaluator:
     def on_ListComp(self, node: ast.ListComp) -> list[Any]:
         return list(self._comprehend(node.generators, 0, node.elt, dict(self.locals)))
 
-    on_GeneratorExp = on_ListComp  # type: ignore[assignment]
+    on_GeneratorExp = on_ListComp
 
     def _comprehend(self, gens: list[ast.comprehension], i: int, elt: ast.expr, scope: dict[str, Any]) -> Iterator[Any]:
         if i == len(gens):
