@@ -96,6 +96,7 @@ class Runner:
         ws.client.notify(protocol.RUN_FINISHED, protocol.payload(finished_msg))
         progress.end(f"{finished_msg.passed} passed, {finished_msg.failed} failed")
         ws.client.refresh_lenses()
+        await loop.run_in_executor(None, ws.record_impact, list(summary.results))
         if cancelled_by_client:
             raise asyncio.CancelledError()
         out = protocol.payload(finished_msg)

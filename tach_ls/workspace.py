@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tach_ls import protocol
+from tach_ls.impact import ImpactStore
+from tach_ls.impact_session import environment, open_store, record_run, select_affected
 from tach_ls.index import WorkspaceIndex
 from tach_ls.linemap import LineMap
 from tach_ls.model import FileIndex, TestItem
@@ -87,6 +89,12 @@ class Workspace:
         self.runs: dict[int, Any] = {}  # run id -> engine handle, while running
         self.loop: asyncio.AbstractEventLoop | None = None
         self.changed_since_run: set[str] = set()  # paths saved since the last run started
+        self.last_selection: dict[str, str] = {}  # nodeid -> why the last affected run selected it
+        try:
+            self.impact: ImpactStore | None = open_store(root)
+        except Exception:  # a read-only workspace: impact analysis falls back to the conservative rules
+            log.exception("impact store unavailable")
+            self.impact = None
 
     @property
     def folder_uri(self) -> str:
@@ -175,6 +183,9 @@ class Workspace:
                 continue
             last = stored.last
             parts.append(f"**{item.name}**: {last.status} in {last.duration_ms:.1f} ms" + (f"\n\n{last.message}" if last.message else ""))
+            why = self.last_selection.get(item.nodeid)
+            if why:
+                parts.append(f"ran because it {why}" if why.startswith(("executed", "read", "connects")) else f"ran because: {why}")
             if last.output.strip():
                 tail = "\n".join(last.output.strip().splitlines()[-15:])
                 parts.append(f"```\n{tail}\n```")
@@ -232,9 +243,10 @@ class Workspace:
 
     # -- what to run -----------------------------------------------------------------------
     def file_targets(self, uri: str) -> list[str]:
+        """Every test of a file: the path itself, so pytest collects it (the index may still be building)."""
         rel = self.rel(uri)
-        if rel not in self.index.files:
-            raise ValueError(f"{rel} has no tests")
+        if rel not in self.index.files and not (self.index.root / rel).is_file():
+            raise ValueError(f"{rel} does not exist")
         return [rel]
 
     def save_targets(self, uri: str) -> list[str] | None:
@@ -260,10 +272,28 @@ class Workspace:
         if not paths:
             return None
         rels = [self.index_rel(Path(p)) for p in paths]
+        if self.impact is not None and self.impact.known_tests():
+            texts = {r: "".join(self.buffers[r].lines).encode() for r in rels if r in self.buffers}
+            all_tests = [i.nodeid for fi in self.index.files.values() for i in fi.items if not i.deselected]
+            selection = select_affected(self.impact, self.index.root, all_tests, self.impact_env(), rels, texts)
+            self.last_selection = {s.nodeid: s.reason for s in selection.selected}
+            return [s.nodeid for s in selection.selected] or None
         if any(r not in self.index.files for r in rels):
             return []
         failed = [n for n, s in self.results.items() if s.last.status in ("failed", "error", "crashed", "timeout")]
         return list(dict.fromkeys(rels + failed))
+
+    def impact_env(self) -> str:
+        return environment(self.index.root, self.settings.python or "", self.index.cfg.inifile)
+
+    def record_impact(self, results: list[Any]) -> None:
+        """Store a finished run's dependencies (call off the event loop)."""
+        if self.impact is None:
+            return
+        try:
+            record_run(self.impact, self.index.root, results, self.impact_env())
+        except Exception:
+            log.exception("could not record the run for impact analysis")
 
     async def debug(self, nodeid: str) -> dict[str, Any]:
         raise NotImplementedError("debugging a test is not available yet: the engine has no debug worker")
@@ -296,6 +326,9 @@ class Workspace:
             engine.shutdown()
 
     def shutdown(self) -> None:
+        if self.impact is not None:
+            self.impact.close()
+            self.impact = None
         if self.engine is not None:
             self.engine.shutdown()
             self.engine = None

@@ -1,0 +1,84 @@
+"""Impact analysis as the CLI and the server use it: record runs, select affected tests, explain.
+
+Glue between the engine's results and the store: a result carries (when
+the run collected them) its executed lines per file, the workspace files it
+opened and the endpoints it connected to; without coverage a test is
+recorded as incomplete, which keeps it selected (an unknown dependency is
+never trusted to exclude a test).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tach_ls.cachedir import cache_dir
+from tach_ls.impact import ImpactStore, NetworkPolicy, Selected, TestRecord
+from tach_ls.impact_env import env_key
+from tach_ls.settings import from_pyproject
+
+STORE_NAME = "impact.sqlite3"
+
+
+def open_store(root: Path) -> ImpactStore:
+    return ImpactStore(cache_dir(root) / STORE_NAME)
+
+
+def environment(root: Path, python: str, inifile: Path | None, version: str | None = None) -> str:
+    return env_key(root, python, version or sys.version.split()[0], inifile)
+
+
+def policy(root: Path) -> NetworkPolicy:
+    section = from_pyproject(root).get("network", {})
+    return NetworkPolicy(dict(section) if isinstance(section, dict) else {})
+
+
+def to_record(result: Any) -> TestRecord:
+    coverage = getattr(result, "coverage", None)
+    lines = {f: set(ls) for f, ls in coverage.items()} if isinstance(coverage, dict) else {}
+    complete = isinstance(coverage, dict) and not getattr(result, "coverage_partial", False)
+    return TestRecord(
+        nodeid=result.nodeid,
+        outcome=getattr(result.status, "value", str(result.status)),
+        duration_ms=float(getattr(result, "duration_ms", 0.0)),
+        lines=lines,
+        opened=set(getattr(result, "opened", None) or ()),
+        endpoints=set(getattr(result, "endpoints", None) or ()),
+        complete=complete,
+    )
+
+
+def record_run(store: ImpactStore, root: Path, results: Iterable[Any], env: str) -> None:
+    records = [to_record(r) for r in results]
+    if records:
+        store.record(root, records, env)
+
+
+@dataclass
+class Selection:
+    selected: list[Selected]
+    total: int
+    changed: list[str]
+
+    def explain(self) -> str:
+        lines = [f"{len(self.selected)} of {self.total} tests selected; changed: {', '.join(self.changed) or 'nothing'}"]
+        lines += [f"  {s.nodeid}  <- {s.reason}" for s in self.selected]
+        return "\n".join(lines)
+
+
+def select_affected(
+    store: ImpactStore,
+    root: Path,
+    all_tests: list[str],
+    env: str,
+    changed: list[str] | None = None,
+    texts: Mapping[str, bytes] | None = None,
+) -> Selection:
+    """Tests affected by `changed` (default: files that differ from the last recorded run)."""
+    if changed is None:
+        changed = store.changed_files(root)
+    selected = store.select(root, changed, all_tests, env, policy(root), texts)
+    return Selection(selected, len(all_tests), changed)
