@@ -122,6 +122,7 @@ async def start(
     client: str = "visual-studio-code",
     tmp_home: Path | None = None,
     env_extra: dict[str, str] | None = None,
+    extra_folders: list[Path] | None = None,
 ) -> Session:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(env_extra or {})
@@ -141,7 +142,7 @@ async def start(
     await lsp.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities(client),
-            workspace_folders=[types.WorkspaceFolder(path_to_uri(root), root.name)],
+            workspace_folders=[types.WorkspaceFolder(path_to_uri(f), f.name) for f in [root, *(extra_folders or [])]],
             initialization_options={"tach-ls": settings or {}},
         )
     )

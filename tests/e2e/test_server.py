@@ -225,3 +225,21 @@ async def test_shutdown_leaves_no_process_behind(tmp_path: Path, client_spec: st
     await stop(s)
     assert descendants(server_pid) == []
     assert not Path(f"/proc/{server_pid}").exists() or "zombie" in Path(f"/proc/{server_pid}/status").read_text().lower()
+
+
+async def test_multi_root_folders_have_their_own_index_and_engine(tmp_path: Path) -> None:
+    first = copy_project("lsp_basic", tmp_path / "a")
+    second = copy_project("nvim_basic", tmp_path / "b")
+    s = await start(first, {}, tmp_home=tmp_path / "home", extra_folders=[second])
+    try:
+        await s.wait_for(protocol.TESTS_CHANGED, lambda p: "/a/lsp_basic/" in get(p, "uri"))
+        await s.wait_for(protocol.TESTS_CHANGED, lambda p: "/b/nvim_basic/" in get(p, "uri"))
+        ready = lambda folder: (lambda p: get(p, "state") == "ready" and get(p, "folder").endswith(folder))  # noqa: E731
+        await s.wait_for(protocol.STATUS, ready("/a/lsp_basic"))
+        await s.wait_for(protocol.STATUS, ready("/b/nvim_basic"))
+        a = await s.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+        b = await s.command(protocol.CMD_RUN_TESTS, {"uri": (second / "tests" / "test_shapes.py").as_uri()})
+        assert get(a, "passed") == 1
+        assert get(b, "total") > 0 and all(str(get(r, "uri")).startswith(second.as_uri()) for r in get(b, "results"))
+    finally:
+        await stop(s)
