@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,7 @@ class Workspace:
         self.runs: dict[int, Any] = {}  # run id -> engine handle, while running
         self.loop: asyncio.AbstractEventLoop | None = None
         self.changed_since_run: set[str] = set()  # paths saved since the last run started
+        self.collect_errors: dict[str, tuple[int, str]] = {}  # rel -> (0-based line, message) from real collection
         self.last_selection: dict[str, str] = {}  # nodeid -> why the last affected run selected it
         try:
             self.impact: ImpactStore | None = open_store(root)
@@ -238,6 +240,7 @@ class Workspace:
             self.index.files.get(rel),
             self.lines_of(rel),
             self.index.root,
+            self.collect_errors.get(rel),
         )
         self.client.publish_diagnostics(uri, buf.version if buf else None, diags)
 
@@ -314,8 +317,21 @@ class Workspace:
         state = getattr(status.state, "value", str(status.state))
         self.status = protocol.StatusMsg(self.folder_uri, state, getattr(status, "layer", ""), getattr(status, "detail", ""))
         self.client.notify(protocol.STATUS, protocol.payload(self.status))
+        if state == "ready":
+            self._collection_errors_changed(dict(getattr(self.engine, "collect_errors", {}) or {}))
         if state == "failed":
             self.client.show_error(f"tach-ls: the test engine for {self.root} failed: {self.status.detail}")
+
+    def _collection_errors_changed(self, errors: dict[str, str]) -> None:
+        """Real collection's errors (import errors...) as diagnostics at their file and line."""
+        previous = set(self.collect_errors)
+        self.collect_errors = {}
+        for nodeid, message in errors.items():
+            rel = nodeid.split("::", 1)[0]
+            hits = re.findall(rf"{re.escape(rel)}:(\d+)", message)
+            self.collect_errors[rel] = (int(hits[-1]) - 1 if hits else 0, message)
+        for rel in previous | set(self.collect_errors):
+            self.publish(rel)
 
     def apply_settings(self, settings: Settings) -> None:
         engine_relevant = (settings.python, settings.isolation, settings.workers, settings.timeout, settings.coverage)

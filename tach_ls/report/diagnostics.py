@@ -37,8 +37,13 @@ def _short_traceback(longrepr: str) -> str:
     return "\n".join(lines[-TRACEBACK_LINES:])
 
 
-def diagnostics_for(stored: Iterable[Any], fi: FileIndex | None, lines: list[str], root: Path) -> list[Diagnostic]:
+def diagnostics_for(
+    stored: Iterable[Any], fi: FileIndex | None, lines: list[str], root: Path, collect_error: tuple[int, str] | None = None
+) -> list[Diagnostic]:
     out: list[Diagnostic] = []
+    if collect_error is not None:
+        line, message = collect_error
+        out.append(types.Diagnostic(range=_line_range(lines, line), message=_short_traceback(message), severity=types.DiagnosticSeverity.Error, source=SOURCE, code="collection"))
     defs = {i.nodeid: i.line - 1 for i in fi.items} if fi else {}
     for s in stored:
         status = s.last.status

@@ -243,3 +243,17 @@ async def test_multi_root_folders_have_their_own_index_and_engine(tmp_path: Path
         assert get(b, "total") > 0 and all(str(get(r, "uri")).startswith(second.as_uri()) for r in get(b, "results"))
     finally:
         await stop(s)
+
+
+async def test_import_error_is_a_diagnostic_at_its_line(tmp_path: Path) -> None:
+    root = copy_project("lsp_broken", tmp_path)
+    s = await start(root, {}, tmp_home=tmp_path / "home")
+    try:
+        await s.wait_for(protocol.STATUS, lambda p: get(p, "state") == "ready")
+        await s.wait_until(lambda: bool(s.diagnostics("tests/test_imports.py")))
+        [diag] = s.diagnostics("tests/test_imports.py")
+        assert diag.range.start.line == 2 and "no_such_module_anywhere" in diag.message
+        result = await s.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_fine.py::test_fine"]})
+        assert get(result, "passed") == 1, "the other file still runs"
+    finally:
+        await stop(s)
