@@ -24,6 +24,8 @@ if [ "$with_test" = 1 ]; then
   "$PY" -m pip install -q -e ".[test]"
   # Engine tests run the project side under 3.11 and 3.12 (sys.monitoring differs):
   # each project interpreter needs pytest (+ plugins the fixture projects use).
+  # The editor tests: a real headless VS Code (code-server + Debian's chromium); Neovim comes from pip.
+  bash scripts/install-vscode-e2e.sh
   for other in python3.12 python3.11; do
     if command -v "$other" >/dev/null; then
       "$other" -m pip install -q pytest pytest-asyncio coverage

@@ -36,7 +36,9 @@ def _build_parser() -> argparse.ArgumentParser:
     if run_command is not None:
         run_command.add_arguments(p_run)
 
-    sub.add_parser("serve", help="serve the Language Server Protocol over stdio")
+    p_serve = sub.add_parser("serve", help="serve the Language Server Protocol over stdio")
+    # Many LSP clients append --stdio; stdio is the only transport, so it is accepted and ignored.
+    p_serve.add_argument("--stdio", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 

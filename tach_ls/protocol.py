@@ -83,6 +83,7 @@ class TestResultMsg:
     uri: str | None
     line: int | None  # 0-based; the failing line, else the def line
     output: str = ""
+    traceback: str = ""  # pytest's report of a failure (capped), for test-result panels
 
 
 @dataclass

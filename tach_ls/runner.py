@@ -50,7 +50,8 @@ class Runner:
             touched.add(stored.rel)
             uri = ws.uri_of(stored.rel)
             msg = protocol.TestResultMsg(
-                run_id_box[0], result.nodeid, result.status.value, result.duration_ms, result.message, uri, stored.last.line, stored.last.output
+                run_id_box[0], result.nodeid, result.status.value, result.duration_ms, result.message, uri, stored.last.line,
+                stored.last.output, (result.longrepr or "")[-8000:],
             )
             results.append({k: msg.__dict__[k] for k in ("nodeid", "status", "duration_ms", "message", "uri", "line")})
             ws.client.notify(protocol.TEST_RESULT, protocol.payload(msg))
