@@ -26,9 +26,14 @@ if [ "$with_test" = 1 ]; then
   # each project interpreter needs pytest (+ plugins the fixture projects use).
   # The editor tests: a real headless VS Code (code-server + Debian's chromium); Neovim comes from pip.
   bash scripts/install-vscode-e2e.sh
+  # pyenv's shims refuse `python3.12` unless 3.12 is the selected version: use the real binaries.
   for other in python3.12 python3.11; do
-    if command -v "$other" >/dev/null; then
-      "$other" -m pip install -q pytest pytest-asyncio coverage
+    real=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"${other#python}"*/bin/"$other" 2>/dev/null | tail -n 1)
+    [ -n "$real" ] || real=$(command -v "$other" || true)
+    if [ -n "$real" ] && "$real" --version >/dev/null 2>&1; then
+      "$real" -m pip install -q pytest pytest-asyncio coverage
+    else
+      echo "== warning: $other not found; the engine tests for it will fail with a fix-it message" >&2
     fi
   done
 else

@@ -17,11 +17,22 @@ def make_engine(root: Path, settings: Settings, on_state: Callable[[Any], None])
     python = interpreter.find(root, settings.python)
     interpreter.check(python)  # InterpreterError with a fix-it message if unusable
     defaults = EngineConfig(root=root)
+    include, omit = _coverage_globs(root) if settings.coverage else ([], [])
     config = EngineConfig(
         root=root,
         python=python,
         cache_dir=cache_dir(root),
         workers=settings.workers or defaults.workers,
         timeout=settings.timeout,
+        isolation=settings.isolation,
+        coverage=settings.coverage,
+        coverage_include=include,
+        coverage_omit=omit,
     )
     return Supervisor(config, on_state=on_state)
+
+
+def _coverage_globs(root: Path) -> tuple[list[str], list[str]]:
+    from tach_ls.coverage_data import measure_globs
+
+    return measure_globs(root)

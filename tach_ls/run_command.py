@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", dest="workers", type=int, default=None, metavar="WORKERS", help="parallel workers (default: CPU count)")
     parser.add_argument("--format", choices=("human", "json"), default="human", help="human report or one JSON event per line")
     parser.add_argument("--junit-xml", metavar="FILE", help="also write JUnit XML to FILE")
-    parser.add_argument("--lcov", metavar="FILE", help="write line coverage as lcov (not available yet)")
-    parser.add_argument("--coverage", action="store_true", help="collect per-test coverage (not available yet)")
+    parser.add_argument("--lcov", metavar="FILE", help="write the run's line coverage to FILE as LCOV (implies --coverage)")
+    parser.add_argument("--coverage", action="store_true", help="collect per-test line coverage; print a coverage table (json: coverage events)")
     parser.add_argument("--affected", action="store_true", help="run only tests affected by changes (not available yet)")
-    parser.add_argument("--isolation", choices=("off", "auto", "strict"), default="off", help="worker isolation (not available yet)")
+    parser.add_argument("--isolation", choices=("off", "auto", "strict"), default="auto", help="private /tmp, project overlay, network and /proc per worker: auto isolates what the system allows, strict refuses to run without all of it")
+    parser.add_argument("--show-writes", action="store_true", help="list the files each test wrote into the project (discarded by the isolation overlay)")
     parser.add_argument("--mode", choices=("fork", "spawn"), default="fork", help="fork from the warm zygote, or a fresh interpreter per batch")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per-test time limit (default 300)")
     parser.add_argument("--python", metavar="PATH", help="the project's interpreter (default: VIRTUAL_ENV, .venv, venv, this one)")
@@ -33,12 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _not_yet(args: argparse.Namespace) -> None:
     notes = []
-    if args.lcov or args.coverage:
-        notes.append("coverage (--coverage/--lcov)")
     if args.affected:
         notes.append("--affected (running the whole selection)")
-    if args.isolation != "off":
-        notes.append(f"--isolation {args.isolation} (running without isolation)")
     for note in notes:
         sys.stderr.write(f"tach-ls: {note} is not available yet\n")
 
@@ -89,7 +88,14 @@ def run(args: argparse.Namespace) -> int:
         mode=RunMode(args.mode),
         collect_args=_collect_args(args.targets),
         standby=False,  # one run and gone: a standby child would be wasted work
+        isolation=args.isolation,
+        show_writes=args.show_writes,
+        coverage=bool(args.coverage or args.lcov),
     )
+    if config.coverage:
+        from tach_ls.coverage_data import measure_globs
+
+        config.coverage_include, config.coverage_omit = measure_globs(root)  # the project's coverage.py [run]
     supervisor = Supervisor(config)
     supervisor.start()
     request = RunRequest(
@@ -105,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             reporter.result(result)  # type: ignore[arg-type]
 
     handle = supervisor.run(request, on_result=on_result, on_start=on_start)
+    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run is an interrupted one: clean up the same way
     try:
         while not handle.done:
             try:
@@ -118,14 +125,51 @@ def run(args: argparse.Namespace) -> int:
     if handle.total is None:
         for reporter in reporters:
             reporter.start(0)
+    if summary.coverage is not None:
+        _report_coverage(args, root, summary.coverage, reporters[0])
     for reporter in reporters:
         reporter.finish(summary)
+    if args.show_writes and args.format == "human":
+        _print_writes(summary.results)
     for warning in supervisor.warnings:
         sys.stderr.write(f"tach-ls warning: {warning}\n")
     if supervisor.status.state == EngineState.FAILED:
         sys.stderr.write(f"tach-ls: the zygote failed: {supervisor.status.detail}\n")
     supervisor.shutdown()
     return summary.exit_code
+
+
+def _report_coverage(args: argparse.Namespace, root: Path, coverage: Any, main: object) -> None:
+    """--lcov FILE, and the table (human, printed before the closing line) or one event per file (json)."""
+    import json
+
+    from tach_ls import coverage_data
+    from tach_ls.report import coverage_table, lcov
+
+    reports = coverage_data.analyze(root, coverage.files)
+    if args.lcov:
+        lcov.write(Path(args.lcov), reports)
+    if args.format == "json":
+        for rel, report in reports.items():
+            event = {"event": "coverage", "path": rel, "covered": report.covered, "missed": report.missed}
+            sys.stdout.write(json.dumps(event) + "\n")
+    elif args.coverage:
+        main.before_totals = coverage_table.render(reports)  # type: ignore[attr-defined]
+    for note in coverage.notes:
+        sys.stderr.write(f"tach-ls warning: coverage: {note}\n")
+
+
+def _print_writes(results: list[Any]) -> None:
+    wrote = [r for r in results if r.project_writes]
+    if not wrote:
+        return
+    sys.stdout.write("\nwritten into the project (discarded by isolation):\n")
+    for result in wrote:
+        sys.stdout.write(f"  {result.nodeid}: {', '.join(result.project_writes)}\n")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _absolute(target: str) -> str:

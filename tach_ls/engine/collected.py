@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from . import fork_worker, procutil, wire
+from . import fork_worker, procutil, tracer, warmth, wire
 
 ITEMS_PER_MESSAGE = 400
 LOCK_FILES = (
@@ -85,7 +85,11 @@ class CollectedLayer:
         self.children: dict[int, tuple[int, int | None]] = {}  # pid -> (pidfd, worker id)
         self.standby: tuple[int, int] | None = None  # (pid, job pipe write end)
         self.inherited_modules = set(sys.modules)
+        self.must_rewrite: list[str] = []
+        self.warm_baseline = warmth.snapshot()
         self.thread_warned = False
+        self.coverage = tracer.from_spec(spec)
+        self.child_ring: Any = None  # the coverage ring of the child being forked (made right before the fork)
 
     def send(self, op: str, **fields: Any) -> None:
         wire.send(self.conn, op, **fields)
@@ -96,10 +100,12 @@ class CollectedLayer:
         """Configure and collect with the project's settings; ``serve`` runs inside."""
         from _pytest.config import _prepareconfig
 
+        if self.coverage is not None:
+            self.coverage.start()  # before the config: conftest files and collection imports are measured too
         if self.root not in sys.path:
             sys.path.insert(0, self.root)  # as `python -m pytest` from the root does
         saved = sys.stdout
-        sys.stdout = open(os.devnull, "w")  # pytest's terminal reporter binds here
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (pytest's terminal reporter binds here)
         plugin = ZygotePlugin(self)
         args = list(self.spec.get("pytest_args", [])) + ["-s"] + list(self.spec.get("collect_args", []))
         try:
@@ -145,14 +151,15 @@ class CollectedLayer:
                 config_files.append(path)  # its mtime moves when a package is installed or removed
         base_files = {path: procutil.stat_of(path) for path in config_files}
         rewrite = getattr(config.pluginmanager, "rewrite_hook", None)
-        must_rewrite = sorted(getattr(rewrite, "_must_rewrite", ()) or ())
+        must_rewrite = self.must_rewrite = sorted(getattr(rewrite, "_must_rewrite", ()) or ())
+        self.warm_baseline = warmth.snapshot()
         self.send(
             "ready",
             generation=self.generation,
             rootdir=str(config.rootpath),
             count=len(items),
             modules=workspace,
-            dirs={d: procutil.dir_listing(d) for d in sorted(plugin.dirs)},
+            dirs={d: [procutil.stat_of(d), procutil.dir_listing(d)] for d in sorted(plugin.dirs)},
             base_files=base_files,
             preload=[n for n in external if not _rewritten(n, must_rewrite)],
             threads=procutil.native_thread_count(),
@@ -167,9 +174,13 @@ class CollectedLayer:
         if tmp_factory is not None:
             tmp_factory.getbasetemp()  # once here, shared by every worker (numbered dirs are race-safe)
         self._report_collection(session, plugin)
+        tracer.report_outside(self.coverage, self.send, self.generation, first=True)
         self.selector.register(self.conn, selectors.EVENT_READ, None)
         while True:
-            want_standby = not self.spawn_mode and self.standby is None and self.spec.get("standby", True)
+            # The next standby is forked only when no worker runs: forking and prefaulting would steal their CPU.
+            want_standby = (
+                not self.spawn_mode and self.standby is None and not self.children and self.spec.get("standby", True)
+            )
             events = self.selector.select(timeout=0 if want_standby else None)
             if not events and want_standby:
                 self._fork_standby()
@@ -233,6 +244,17 @@ class CollectedLayer:
                 os.close(pipe)
         self._fork(job)
 
+    def on_warm(self, msg: dict[str, Any]) -> None:
+        """Take on what workers warmed; the next standby is forked from the warmer state."""
+        if not warmth.apply(msg.get("modules", []), msg.get("patterns", []), self.must_rewrite):
+            return
+        self.warm_baseline = warmth.snapshot()
+        if self.standby is not None:
+            pid, pipe = self.standby
+            self.standby = None
+            os.close(pipe)  # an empty job: the old standby exits, a warmer one is forked when idle
+            self.send("standby_released", pid=pid)
+
     def on_kill(self, msg: dict[str, Any]) -> None:
         wanted = set(msg["workers"])
         for pid, (_, worker) in self.children.items():
@@ -262,12 +284,16 @@ class CollectedLayer:
         """Fork a worker with its job, or a standby waiting for one on a pipe."""
         read_end, write_end = os.pipe() if job is None else (-1, -1)
         self._warn_threads()
+        self.child_ring = tracer.ring_for_child(self.coverage, self.send, self.generation)
         gc.disable()
         gc.freeze()
         pid = os.fork()
         if pid == 0:
             self._child(job, read_end, write_end)
         gc.enable()
+        if self.child_ring is not None:
+            self.child_ring.close()  # the child has it, and hands it to the supervisor
+            self.child_ring = None
         if job is None:
             os.close(read_end)
         pidfd = os.pidfd_open(pid)
@@ -286,17 +312,24 @@ class CollectedLayer:
             if write_end >= 0:
                 close.append(write_end)
             files = fork_worker.become_worker(os.getppid(), self.spec["rundir"], close)
+            assert self.session is not None
+            recorder = fork_worker.install_recorder(self.session.config, self.root, send)
             if job is None:
+                if self.spec.get("prefault", True):
+                    procutil.prefault_private_memory()
+                send("standby_ready", pid=os.getpid())
                 job = _read_line(read_end)
                 if not job:
                     os._exit(0)  # the zygote let the standby go
             task = json.loads(job)
             worker = task["worker"]
+            tracer.hand_over(self.coverage, self.child_ring, self.conn, worker)
             send("worker_started", worker=worker, pid=os.getpid(), out=files.out, err=files.err, tb=files.tb)
             items = [self.index[n] for n in task["nodeids"]]
-            fork_worker.run_items(items, worker=worker, files=files, send=send, root=self.root)
-            fork_worker.finish(send, worker)
-        except BaseException:
+            coverage = self.coverage if self.child_ring is not None else None
+            fork_worker.run_items(items, worker=worker, recorder=recorder, files=files, send=send, coverage=coverage)
+            fork_worker.finish(send, worker, learned=warmth.learned(self.warm_baseline, self.root))
+        except BaseException:  # noqa: BLE001
             fork_worker.report_internal_error(send, worker)
         os._exit(0)
 
@@ -358,7 +391,7 @@ def main(spec: dict[str, Any], generation: int, parent: int, spawn_mode: bool = 
     started = time.monotonic()
     try:
         code = layer.run_pytest()
-    except BaseException:
+    except BaseException:  # noqa: BLE001
         wire.send(conn, "fatal", layer="collected", reason=traceback.format_exc()[-4000:], exit=3)
         os._exit(3)
     wire.send(conn, "log", text=f"collected layer exiting ({code}) after {time.monotonic() - started:.1f}s")

@@ -9,8 +9,9 @@ pytest's real ``pytest_runtest_protocol`` with ``nextitem`` chained across the
 batch, so module and session fixtures are set up once per batch, as in
 pytest-xdist. Each item's phase reports become one result (see ``classify``).
 
-The isolation seam: ``namespaces.enter(...)`` will be called from
-``become_worker`` right after the fork, once the output files are open.
+Isolation: ``become_worker`` calls ``namespaces.enter()`` right after the
+fork, once the output files are open (a standby does it before its job
+arrives); each result carries the features that applied.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import os
 import random
 import signal
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from . import procutil
+from . import namespaces, procutil
 from .results import Status
 
 LONGREPR_LIMIT = 24_000
@@ -70,9 +71,10 @@ def become_worker(zygote_pid: int, outdir: str, close_fds: list[int]) -> WorkerF
     random.seed()
     files = WorkerFiles.for_pid(outdir, os.getpid())
     _redirect_output(files)
-    tb_file = open(files.tb, "w")  # kept open for the life of the worker: faulthandler writes to its fd
+    tb_file = open(files.tb, "w")  # noqa: SIM115 (kept open for the life of the worker: faulthandler writes to its fd)
     faulthandler.register(TIMEOUT_DUMP_SIGNAL, file=tb_file, all_threads=True)
     faulthandler.enable(file=sys.stderr, all_threads=True)
+    namespaces.enter()  # the session's plan: private /tmp, project overlay, network, /proc guard
     return files
 
 
@@ -82,8 +84,8 @@ def _redirect_output(files: WorkerFiles) -> None:
         os.dup2(target, fd)
         os.close(target)
     # Line-buffered, so what a test printed before a crash is already in the file.
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
 
 
 def output_offsets() -> tuple[int, int]:
@@ -107,11 +109,15 @@ class ItemOutcome:
 class Recorder:
     """A pytest plugin in the worker: gathers phase reports and failure locations."""
 
-    def __init__(self, root: str, send_phase: Callable[[str, str], None]) -> None:
+    def __init__(self, root: str, send: Send) -> None:
         self.root = os.path.realpath(root)
         self.prefixes = procutil.environment_prefixes()
         self.current = ItemOutcome()
-        self.send_phase = send_phase
+        self.send = send
+        self.worker = -1
+
+    def send_phase(self, nodeid: str, when: str) -> None:
+        self.send("phase", worker=self.worker, nodeid=nodeid, when=when)
 
     def take(self) -> ItemOutcome:
         outcome, self.current = self.current, ItemOutcome()
@@ -216,41 +222,49 @@ def _clip(text: str, limit: int) -> str:
     return text[:limit] + f"\n[... tach-ls: {len(text) - limit} more characters not shown]\n"
 
 
-def run_items(
-    items: list[pytest.Item],
-    *,
-    worker: int,
-    files: WorkerFiles,
-    send: Send,
-    root: str,
-) -> None:
-    """Run ``items`` in order through pytest's protocol, reporting each one."""
-    if not items:
-        return
-    config = items[0].config
-
-    def send_phase(nodeid: str, when: str) -> None:
-        send("phase", worker=worker, nodeid=nodeid, when=when)
-
-    recorder = Recorder(root, send_phase)
+def install_recorder(config: pytest.Config, root: str, send: Send) -> Recorder:
+    """Register the result recorder (done before the job arrives: registering rebuilds pluggy's hook tables)."""
+    recorder = Recorder(root, send)
     config.pluginmanager.register(recorder, "tach-ls-recorder")
+    namespaces.restore_basetemp(config)
+    return recorder
+
+
+def run_items(
+    items: list[pytest.Item], *, worker: int, recorder: Recorder, files: WorkerFiles, send: Send, coverage: Any = None
+) -> None:
+    """Run ``items`` in order through pytest's protocol, reporting each one.
+
+    ``coverage`` (a ``tracer.Collector`` attached to this worker's ring)
+    brackets each item: its lines are in the ring, under test id index + 1,
+    before its ``test_finished`` is sent.
+    """
+    recorder.worker = worker
     for index, item in enumerate(items):
         nextitem = items[index + 1] if index + 1 < len(items) else None
         out_at, err_at = output_offsets()
-        send("test_started", worker=worker, nodeid=item.nodeid, out_offset=out_at, err_offset=err_at, t=time.time())
+        send("test_started", worker=worker, nodeid=item.nodeid, out_offset=out_at, err_offset=err_at,
+             isolation=namespaces.applied())  # fmt: skip
+        if coverage is not None:
+            coverage.begin_test(index + 1)
         item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        if coverage is not None:
+            coverage.end_test(index + 1)
         result = classify(item, recorder.take())
+        if coverage is not None:
+            result["coverage_id"] = index + 1
         output_offsets()
         result["stdout"] = procutil.read_from(files.out, out_at)
         result["stderr"] = procutil.read_from(files.err, err_at)
         result["worker"] = os.getpid()
+        result.update(namespaces.result_fields())
         send("test_finished", worker=worker, result=result)
 
 
-def finish(send: Send, worker: int, code: int = 0) -> None:
-    """Report the batch done and leave without running atexit or pytest's session end."""
+def finish(send: Send, worker: int, code: int = 0, learned: dict[str, Any] | None = None) -> None:
+    """Report the batch done (with what it warmed, see ``warmth``) and leave without atexit or session end."""
     try:
-        send("worker_done", worker=worker)
+        send("worker_done", worker=worker, learned=learned or {})
         output_offsets()
     finally:
         os._exit(code)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import wire
 from .procutil import dir_listing, stat_of
 from .runs import RunMode, WorkerSlot, status_words
+from .status import EngineState
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -50,6 +51,7 @@ class LayerSet:
         self.busy = False
         self.fatal_exit = 3
         self.retry_at: float | None = None
+        self.started_at: float | None = None
         self._retry_what = ""
         self.failures = 0
         self.failed_at = 0.0
@@ -59,6 +61,8 @@ class LayerSet:
         self.fingerprint_dirs: dict[str, Any] = {}
         self._next_worker = 0
         self._batches: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
+        self._warm_modules: set[str] = set()
+        self._warm_patterns: set[tuple[Any, ...]] = set()
 
     @property
     def spawn_mode(self) -> bool:
@@ -71,10 +75,9 @@ class LayerSet:
     # -- starting and stopping ---------------------------------------------------
 
     def start(self) -> None:
-        from .supervisor import EngineState
-
         self.busy = True
         self.is_ready = False
+        self.started_at = time.monotonic()
         rebuilding = self.generation > 0
         self.sup.set_status(EngineState.REBUILDING if rebuilding else EngineState.STARTING, "base")
         if self.spawn_mode:
@@ -84,8 +87,7 @@ class LayerSet:
         self._launch(["base", self.sup.spec(preload=self._read_preload())])
 
     def _launch(self, argv: list[str]) -> None:
-        self.sup.items.clear()
-        self.sup.collect_errors.clear()
+        self.sup.clear_items()
         self.base = self.sup.popen(argv, "zygote.log")
         self.base_pidfd = os.pidfd_open(self.base.pid)
         self.sup.add_proc(self.base_pidfd, self._base_exited)
@@ -124,8 +126,6 @@ class LayerSet:
 
     def _restart(self, what: str, reason: str) -> None:
         """Rebuild ``what`` ('base' or 'collected') after ``reason``, later if it keeps failing."""
-        from .supervisor import EngineState
-
         self.is_ready = False
         self.busy = True
         self.failures += 1
@@ -140,7 +140,27 @@ class LayerSet:
         self.retry_at = time.monotonic() + delay
         self._retry_what = what
 
+    @property
+    def start_deadline(self) -> float | None:
+        """When a layer still starting is given up on (a conftest or an import that hangs)."""
+        if not self.busy or self.retry_at is not None or self.started_at is None:
+            return None
+        return self.started_at + self.sup.config.start_timeout
+
     def check_retry(self, now: float) -> None:
+        deadline = self.start_deadline
+        if deadline is not None and now >= deadline:
+            self._kill_base()
+            self.busy, self.is_ready = False, False
+            self.fatal_exit = 3
+            self.failed_at = now
+            limit = self.sup.config.start_timeout
+            self.sup.zygote_lost("startup timed out")
+            self.sup.set_status(
+                EngineState.FAILED, "collected", f"the zygote did not finish starting and collecting within {limit:g}s "
+                "(does a conftest.py or an imported module hang?)",
+            )  # fmt: skip
+            return
         if self.retry_at is None or now < self.retry_at:
             return
         self.retry_at = None
@@ -175,26 +195,24 @@ class LayerSet:
         self._fork_collected()
 
     def _fork_collected(self) -> None:
-        from .supervisor import EngineState
-
         assert self.base_conn is not None
         if self.collected_conn is not None:
             self.sup.drop_conn(self.collected_conn)
             self.collected_conn = None
         self.is_ready = False
         self.busy = True
+        self.started_at = time.monotonic()
         self.generation += 1
-        self.sup.items.clear()
-        self.sup.collect_errors.clear()
+        self.sup.clear_items()
+        self._warm_modules.clear()
+        self._warm_patterns.clear()
         state = EngineState.REBUILDING if self.generation > 1 else EngineState.STARTING
         self.sup.set_status(state, "collected", f"collecting (base: {self.base_detail})")
         wire.send(self.base_conn.sock, "fork_collected", generation=self.generation)
 
     def collected_ready(self, msg: dict[str, Any]) -> None:
-        from .supervisor import EngineState
-
         self.fingerprint_collected = msg["modules"]
-        self.fingerprint_dirs = msg["dirs"]
+        self.fingerprint_dirs = {path: (seen, listing) for path, (seen, listing) in msg["dirs"].items()}
         self.fingerprint_base = msg["base_files"]
         self._write_preload(msg.get("preload", []))
         self.is_ready, self.busy, self.failures = True, False, 0
@@ -204,8 +222,6 @@ class LayerSet:
         self.sup.set_status(EngineState.READY, "collected", detail)
 
     def fatal(self, msg: dict[str, Any]) -> None:
-        from .supervisor import EngineState
-
         self.is_ready, self.busy = False, False
         self.fatal_exit = int(msg.get("exit", 3))
         self.failed_at = time.monotonic()
@@ -250,10 +266,18 @@ class LayerSet:
         for path, seen in self.fingerprint_collected.items():
             if stat_of(path) != seen:
                 return "collected"
-        for path, listing in self.fingerprint_dirs.items():
+        for path, (mtime, listing) in self.fingerprint_dirs.items():
+            now = stat_of(path)
+            if now == mtime:
+                continue  # entries come and go only with a new mtime
             if dir_listing(path) != listing:
                 return "collected"
+            self.fingerprint_dirs[path] = (now, listing)  # only non-code entries changed
         return None
+
+    def can_start(self) -> bool:
+        """Warm and not rebuilding (freshness not checked)."""
+        return self.is_ready and not self.busy and self.retry_at is None
 
     def ensure_fresh(self) -> bool:
         """True when a run may start now; else a rebuild is under way (or the engine failed)."""
@@ -290,10 +314,10 @@ class LayerSet:
     def select(self, run: Run) -> None:
         assert self.collected_conn is not None
         req = run.request
-        args = [self._to_rootdir(a) for a in req.args]
+        args = [self.to_rootdir(a) for a in req.args]
         wire.send(self.collected_conn.sock, "select", req=run.id, args=args, keyword=req.keyword, markexpr=req.markexpr)
 
-    def _to_rootdir(self, arg: str) -> str:
+    def to_rootdir(self, arg: str) -> str:
         path, sep, rest = arg.partition("::")
         if os.path.isabs(path):
             path = os.path.relpath(path, self.sup.rootdir)
@@ -331,6 +355,18 @@ class LayerSet:
             entry = self._batches.get(worker)
             if entry is not None:
                 entry[0].kill()
+
+    def learn(self, learned: dict[str, Any]) -> None:
+        """Pass on to the collected layer what a worker warmed that it has not been told yet."""
+        modules = [m for m in learned.get("modules", []) if m not in self._warm_modules]
+        patterns = [p for p in learned.get("patterns", []) if tuple(p) not in self._warm_patterns]
+        if not (modules or patterns) or self.collected_conn is None or self.spawn_mode:
+            return
+        self._warm_modules.update(modules)
+        self._warm_patterns.update(tuple(p) for p in patterns)
+        wire.send(self.collected_conn.sock, "warm", modules=modules, patterns=patterns)
+        if modules:
+            self._write_preload(modules)  # and the next base imports them up front
 
     # -- preload cache ---------------------------------------------------------------
 

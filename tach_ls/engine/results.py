@@ -69,6 +69,14 @@ class TestResult:
     stderr: str = ""
     worker: int | None = None
     """The pid of the worker that ran it (None when it never started)."""
+    isolation: list[str] = dataclasses.field(default_factory=list)
+    """The isolation features its worker ran under (``namespaces.FEATURES``); empty: none."""
+    project_writes: list[str] = dataclasses.field(default_factory=list)
+    """With ``show_writes``: 'A path', 'M path' or 'D path' for what it wrote into the project (discarded)."""
+    coverage: dict[str, list[LineNo]] | None = None
+    """With coverage on: the lines it executed, {path relative to the workspace root: sorted lines}."""
+    coverage_partial: bool = False
+    """Its ``coverage`` may miss lines (ring overflow, crash, timeout): never trust it to exclude."""
 
     @classmethod
     def from_wire(cls, fields: dict[str, Any]) -> TestResult:

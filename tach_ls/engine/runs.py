@@ -17,15 +17,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .procutil import read_from
 from .results import NodeId, Status, TestResult
+
+if TYPE_CHECKING:
+    from .coverage_feed import RunCoverage, RunCoverageBuilder
 
 ResultCallback = Callable[[TestResult], None]
 StartCallback = Callable[[int], None]
 TARGETED_LIMIT = 8
 """A run of at most this many node ids forks one worker per test (a click, not a suite)."""
+MIN_BATCH = 10
+"""Below this many tests a batch is not worth its fork and its session fixtures."""
 
 
 class RunMode(str, enum.Enum):
@@ -61,6 +66,10 @@ class RunSummary:
     results: list[TestResult]
     errors: list[str] = dataclasses.field(default_factory=list)
     cancelled: bool = False
+    selected: list[NodeId] = dataclasses.field(default_factory=list)
+    """Node ids in collection order (``results`` is in the order tests finished)."""
+    coverage: RunCoverage | None = None
+    """With coverage on: lines per test and per file (``tach_ls.coverage_data`` adds missed lines)."""
 
     def count(self, status: Status) -> int:
         return self.counts.get(status.value, 0)
@@ -126,24 +135,40 @@ class WorkerSlot:
     timed_out: NodeId | None = None
     kill_at: float | None = None
     timeout: float = 0.0
+    isolation: list[str] = dataclasses.field(default_factory=list)
+    """What the worker said it runs under (a test it dies in still carries it)."""
 
 
-def make_batches(nodeids: list[NodeId], workers: int, targeted: bool) -> list[list[NodeId]]:
-    """One test per batch for a click; else whole modules, contiguous, about 2 batches per worker.
+def make_batches(
+    nodeids: list[NodeId], workers: int, targeted: bool, per_worker: int = 4
+) -> list[list[NodeId]]:
+    """One test per batch for a click; else runs of whole modules, ``per_worker`` batches per worker.
 
-    A module never spans two batches, so its module fixtures are set up once;
-    session fixtures are set up once per batch.
+    Small modules are packed together; a module larger than a batch is cut
+    into contiguous pieces (its module fixtures are then set up once per
+    piece, as pytest-xdist does per worker). Session fixtures are set up once
+    per batch. Batches keep collection order and are handed out as workers
+    free up, so a slow piece does not hold the others back.
     """
     if targeted:
         return [[n] for n in nodeids]
+    if workers <= 1:
+        return [list(nodeids)] if nodeids else []
+    size = max(MIN_BATCH, -(-len(nodeids) // (workers * per_worker)))
     modules: dict[str, list[NodeId]] = {}
     for nodeid in nodeids:
         modules.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
-    wanted = 1 if workers <= 1 else workers * 2
-    size = max(1, -(-len(nodeids) // wanted))
     batches: list[list[NodeId]] = []
     current: list[NodeId] = []
     for tests in modules.values():
+        if len(tests) > size:
+            if current:
+                batches.append(current)
+                current = []
+            pieces = -(-len(tests) // size)
+            step = -(-len(tests) // pieces)
+            batches.extend(tests[i : i + step] for i in range(0, len(tests), step))
+            continue
         current.extend(tests)
         if len(current) >= size:
             batches.append(current)
@@ -169,6 +194,7 @@ def fault_result(slot: WorkerSlot, nodeid: NodeId, status: Status, message: str,
         stdout=stdout,
         stderr=stderr,
         worker=slot.pid,
+        isolation=list(slot.isolation) if started else [],
     )
 
 
@@ -205,18 +231,23 @@ class Run:
         self.cancelled = False
         self.started_at = time.monotonic()
         self.phase = "waiting"  # waiting -> selecting -> running -> finished
+        self.coverage: RunCoverageBuilder | None = None
 
     def record(self, result: TestResult) -> None:
         if result.nodeid in self.results or self.phase == "finished":
             return
         self.results[result.nodeid] = result
+        if self.coverage is not None:
+            self.coverage.add(result)
         self.handle._push(result)
         if self.on_result is not None:
             self.on_result(result)
 
     @property
     def complete(self) -> bool:
-        return self.phase == "running" and all(n in self.results for n in self.selected)
+        if self.phase != "running" or len(self.results) < len(self.selected):
+            return False
+        return all(n in self.results for n in self.selected)
 
     def summary(self) -> RunSummary:
         counts: dict[str, int] = {}
@@ -240,6 +271,8 @@ class Run:
             results=list(self.results.values()),
             errors=list(self.errors),
             cancelled=self.cancelled,
+            selected=list(self.selected),
+            coverage=self.coverage.finish() if self.coverage is not None else None,
         )
 
 

@@ -16,6 +16,7 @@ Receivers dispatch by name: a message ``{"op": "test_finished"}`` calls
 
 from __future__ import annotations
 
+import array
 import json
 import os
 import socket
@@ -69,6 +70,28 @@ def send(sock: socket.socket, op: str, **fields: Any) -> None:
     for start in range(0, len(data), step):
         last = 1 if start + step >= len(data) else 0
         sock.send(_CHUNK_HEAD.pack(_CHUNK, pid, last) + data[start : start + step])
+
+
+def send_fds(sock: socket.socket, op: str, fds: list[int], **fields: Any) -> None:
+    """Send one small message with file descriptors attached (``SCM_RIGHTS``); the receiver gets copies.
+
+    The supervisor reads them with ``socket.recv_fds`` and hands them to the
+    handler as ``msg["_fds"]``; a handler that keeps one removes it from there.
+    """
+    data = encode(op, fields)
+    if len(data) + 1 > MAX_PACKET:
+        raise WireError(f"a message with descriptors must fit one packet ({op})")
+    socket.send_fds(sock, [_WHOLE + data], fds)
+
+
+def recv_fds(sock: socket.socket, size: int, flags: int = 0, max_fds: int = 4) -> tuple[bytes, list[int]]:
+    """One packet and the descriptors attached to it (``socket.recv_fds`` ignores ``flags`` up to 3.12)."""
+    fds = array.array("i")
+    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_LEN(max_fds * fds.itemsize), flags)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
 
 
 class Receiver:

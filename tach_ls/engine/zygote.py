@@ -95,7 +95,7 @@ class BaseLayer:
                 try:
                     importlib.import_module(name)
                     loaded += 1
-                except BaseException:  # a module that fails or exits here is simply not preloaded
+                except BaseException:  # noqa: BLE001 (a module that fails or exits here is simply not preloaded)
                     sys.modules.pop(name, None)
         return loaded
 
@@ -156,7 +156,10 @@ class BaseLayer:
         self.selector.unregister(pidfd)
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
-        self.send("collected_exited", generation=generation, pid=pid, status=procutil.exit_status(status))
+        try:
+            self.send("collected_exited", generation=generation, pid=pid, status=procutil.exit_status(status))
+        except OSError:  # the supervisor is already gone (shutdown): nobody to tell
+            pass
 
 
 def _base(spec: dict[str, Any]) -> NoReturn:
@@ -176,14 +179,21 @@ def _base(spec: dict[str, Any]) -> NoReturn:
             f"{sys.executable} -m pip install pytest",
         )
         os._exit(4)
+    from . import namespaces
+
+    isolated = namespaces.start_session(spec, lambda op, **fields: wire.send(conn, op, **fields))  # once: forks inherit it
     started = time.monotonic()
     layer = BaseLayer(conn, spec)
+    from . import tracer
+
+    tracer.preload(spec)  # coverage.py's C tracer, imported once for every collected layer
     loaded = layer.preload(spec.get("preload", []))
     threads = procutil.native_thread_count()
     wire.send(
         conn,
         "base_ready",
-        detail=f"pytest {pytest.__version__}, {loaded} modules preloaded in {time.monotonic() - started:.2f}s",
+        detail=f"pytest {pytest.__version__}, {loaded} modules preloaded in {time.monotonic() - started:.2f}s"
+        + (f"; {isolated}" if isolated else ""),
         threads=threads,
     )
     layer.serve()
@@ -200,15 +210,24 @@ def _batch(spec: dict[str, Any], worker: int, nodeids: list[str]) -> NoReturn:
     import pytest
     from _pytest.config import _prepareconfig
 
-    from . import fork_worker, wire
+    from . import fork_worker, tracer, wire
 
     conn = wire.connect(spec["connect"])
 
     def send(op: str, **fields: Any) -> None:
         wire.send(conn, op, **fields)
 
+    send("hello", role="batch", pid=os.getpid(), worker=worker)
+
     try:
+        from . import namespaces
+
+        namespaces.start_session(spec, send)  # a fresh interpreter per batch: probe here (become_worker enters)
         files = fork_worker.become_worker(spec["parent"], spec["rundir"], [])
+        coverage = tracer.from_spec(spec)
+        if coverage is not None:
+            tracer.hand_over(coverage, coverage.new_ring(), conn, worker)
+            coverage.start()  # collection's lines land under test id 0 at the first begin_test
         send("worker_started", worker=worker, pid=os.getpid(), out=files.out, err=files.err, tb=files.tb)
         rootdir = spec.get("rootdir") or spec["root"]
         paths = sorted({os.path.join(rootdir, n.split("::", 1)[0]) for n in nodeids})
@@ -225,18 +244,19 @@ def _batch(spec: dict[str, Any], worker: int, nodeids: list[str]) -> NoReturn:
                     if nodeid not in index:
                         send("test_finished", worker=worker, result={"nodeid": nodeid, "status": "error",
                              "message": "not collected in the spawned interpreter"})  # fmt: skip
-                fork_worker.run_items(items, worker=worker, files=files, send=send, root=root)
+                recorder = fork_worker.install_recorder(session.config, root, send)
+                fork_worker.run_items(items, worker=worker, recorder=recorder, files=files, send=send, coverage=coverage)
                 fork_worker.finish(send, worker)
                 return True
 
         saved = sys.stdout
-        sys.stdout = open(os.devnull, "w")
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         config = _prepareconfig(list(spec.get("pytest_args", [])) + ["-s"] + paths, plugins=[Batch()])
         sys.stdout = saved
         config.hook.pytest_cmdline_main(config=config)
         send("worker_error", worker=worker, text="pytest stopped before running the batch")
         os._exit(3)
-    except BaseException:
+    except BaseException:  # noqa: BLE001
         fork_worker.report_internal_error(send, worker)
     os._exit(3)
 

@@ -1,8 +1,8 @@
 """The terminal report: a live progress line, then a summary in pytest's style.
 
 On a terminal, one line redrawn in place (``[ 12/140] 11 passed, 1 failed
-tests/test_x.py::test_y``); elsewhere, pytest's characters per file
-(``tests/test_x.py ..F.s``). At the end: a FAILURES section with each
+tests/test_x.py::test_y``); elsewhere, one character per test with the
+percentage done at the end of each line, as pytest-xdist prints. At the end: a FAILURES section with each
 failure's report and captured output, the "short test summary info", and the
 closing ``==== 1 failed, 11 passed in 0.42s ====`` line.
 """
@@ -43,6 +43,8 @@ class HumanReporter:
         self.counts: dict[Status, int] = {}
         self._file = ""
         self._column = 0
+        self.before_totals = ""
+        """A section printed just before the closing line (the coverage table), as pytest plugins do."""
 
     def _paint(self, text: str, status: Status | None) -> str:
         if not self.color or status is None:
@@ -72,18 +74,23 @@ class HumanReporter:
         self.stream.flush()
 
     def _progress_chars(self, result: TestResult) -> None:
-        path = result.nodeid.split("::", 1)[0]
-        if path != self._file:
-            self.stream.write(("\n" if self._file else "") + path + " ")
-            self._file, self._column = path, len(path) + 1
+        # Results of parallel workers interleave, so no per-file lines: one character per test,
+        # a line per 72 with the percentage done, as pytest-xdist prints.
+        self._file = "x"
         self.stream.write(CHARS[result.status])
         self._column += 1
+        done = len(self.done)
+        if self._column >= 72 or done == self.total:
+            percent = 100 * done // max(1, self.total)
+            self.stream.write(" " * (72 - self._column) + f" [{percent:3d}%]\n")
+            self._column = 0
         self.stream.flush()
 
     def finish(self, summary: RunSummary) -> None:
         out = self.stream
-        out.write("\r\x1b[K" if self.tty else ("\n" if self._file else ""))
-        bad = [r for r in summary.results if r.status.is_failure]
+        out.write("\r\x1b[K" if self.tty else ("\n" if self._column else ""))
+        order = {nodeid: i for i, nodeid in enumerate(summary.selected)}
+        bad = sorted((r for r in summary.results if r.status.is_failure), key=lambda r: order.get(r.nodeid, len(order)))
         if bad:
             out.write(self._rule("FAILURES") + "\n")
             for result in bad:
@@ -98,6 +105,8 @@ class HumanReporter:
                 out.write(f"{SHORT[result.status]} {result.nodeid} - {first}\n")
         for error in summary.errors:
             out.write(f"ERROR: {error}\n")
+        if self.before_totals:
+            out.write(self.before_totals)
         out.write(self._rule(self.totals(summary), worst=_worst(summary)) + "\n")
         out.flush()
 

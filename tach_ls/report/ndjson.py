@@ -59,6 +59,12 @@ def test_finished(result: TestResult) -> dict[str, Any]:
         event["stdout"] = result.stdout
     if result.stderr:
         event["stderr"] = result.stderr
+    if result.isolation:
+        event["isolation"] = result.isolation
+    if result.project_writes:
+        event["project_writes"] = result.project_writes
+    if result.coverage is not None:
+        event["coverage"], event["coverage_partial"] = result.coverage, result.coverage_partial
     return event
 
 

@@ -28,7 +28,12 @@ import pytest
 
 from tach_ls.engine.results import Status, TestResult
 from tach_ls.engine.runs import RunRequest, RunSummary
-from tach_ls.engine.supervisor import EngineConfig, EngineState, EngineStatus, Supervisor
+from tach_ls.engine.supervisor import (
+    EngineConfig,
+    EngineState,
+    EngineStatus,
+    Supervisor,
+)
 
 PYTHONS = ("3.11", "3.12")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "projects"
@@ -84,7 +89,7 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
         except OSError:
             continue
         if text in cmdline and state != "Z":
-            found.append((int(entry), cmdline[:200]))
+            found.append((int(entry), cmdline))
     return found
 
 
@@ -162,7 +167,7 @@ class EngineFactory:
             rundir = getattr(eng.sup, "rundir", None)
             eng.sup.shutdown()
             if rundir:
-                wait_for(lambda: not processes_mentioning(rundir), f"no process of {rundir} left")
+                wait_for(lambda rundir=rundir: not processes_mentioning(rundir), f"no process of {rundir} left")
         wait_for(lambda: not zombie_children(), "no zombie children")
 
 

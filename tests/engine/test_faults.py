@@ -8,20 +8,27 @@ dying is kept, and then that a plain passing test runs on the same engine.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
 
 from tach_ls.engine.results import Status
 from tach_ls.engine.runs import RunRequest
-from tach_ls.engine.supervisor import EngineConfig, EngineState, Supervisor
+from tach_ls.engine.supervisor import EngineState
 
-from .conftest import Engine, EngineFactory, copy_project, processes_mentioning, statuses, wait_for
+from .conftest import (
+    Engine,
+    EngineFactory,
+    copy_project,
+    processes_mentioning,
+    statuses,
+    wait_for,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -56,14 +63,12 @@ def test_worker_death_is_crashed_never_passed(faults: Engine, kind: str, phase: 
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_timeout_kills_the_group_and_shows_the_stack(faults: Engine, phase: str) -> None:
-    root = faults.sup.config.root
-    pidfile = root / "pids" / f"child-{phase}.pid"
     result = faults.result(f"{FAULTS}::test_fault[hang-{phase}]")
     assert result.status is Status.TIMEOUT
     assert result.message == f"timed out after 1s during {phase}"
     assert "in _do" in result.longrepr and "test_faults.py" in result.longrepr  # faulthandler's dump
     assert "last words before hang" in result.stdout
-    child = int(pidfile.read_text())
+    child = int(result.stdout.split("child pid ", 1)[1].split()[0])
     wait_for(lambda: not Path(f"/proc/{child}").exists(), "the test's own child process to be killed")
     assert_next_run_works(faults)
 
@@ -140,14 +145,17 @@ def test_zygote_dies_with_its_parent(project_python: str, tmp_path: Path) -> Non
         time.sleep(600)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    rundir = proc.stdout.readline().strip()
-    assert rundir
-    wait_for(lambda: len(processes_mentioning(rundir)) >= 3, "base, collected layer and a worker")
-    proc.kill()
-    proc.wait()
-    proc.stdout.close()
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        rundir = proc.stdout.readline().strip()
+        assert rundir, proc.stderr.read() if proc.poll() is not None else "no rundir printed"
+        wait_for(lambda: len(processes_mentioning(rundir)) >= 3, "base, collected layer and a worker")
+    finally:
+        proc.kill()
+        proc.communicate()
     wait_for(lambda: not processes_mentioning(rundir), "every engine process to die with the supervisor")
+    shutil.rmtree(rundir)  # the killed supervisor could not
 
 
 def test_a_layer_that_keeps_dying_fails_after_bounded_restarts(engine: EngineFactory, project) -> None:
@@ -171,3 +179,50 @@ def test_interpreter_without_pytest_is_a_clear_error(engine: EngineFactory, proj
     assert eng.sup.status.state == EngineState.FAILED
     assert f"pytest is not importable in {python}" in eng.sup.status.detail
     assert "pip install pytest" in eng.sup.status.detail
+
+
+def test_spawn_mode_faults(engine: EngineFactory, project) -> None:
+    """Spawn mode's workers are fresh interpreters: the same fault statuses, the same recovery."""
+    from tach_ls.engine.runs import RunMode
+
+    eng = engine(project("engine_faults"), mode=RunMode.SPAWN, timeout=1.0)
+    crashed = eng.result(f"{FAULTS}::test_fault[segv-call]")
+    assert crashed.status is Status.CRASHED and "SIGSEGV" in crashed.message
+    assert "last words before segv in call" in crashed.stdout
+    hung = eng.result(f"{FAULTS}::test_fault[hang-teardown]")
+    assert hung.status is Status.TIMEOUT and "in _do" in hung.longrepr
+    assert_next_run_works(eng)
+
+
+def test_a_zygote_that_hangs_while_collecting_fails_with_a_reason(engine: EngineFactory, project) -> None:
+    root = project("engine_basic")
+    (root / "tests" / "conftest.py").write_text("import time\ntime.sleep(600)\n")
+    eng = engine(root, start_timeout=1.0)
+    summary = eng.run()
+    assert summary.exit_code == 3
+    assert eng.sup.status.state == EngineState.FAILED and "within 1s" in eng.sup.status.detail
+    (root / "tests" / "conftest.py").write_text("")
+    eng.sup.config.start_timeout = 120.0  # the fixed project gets the usual time to start, even on a busy machine
+    assert eng.run("tests/test_basic.py::test_helper").exit_code == 0, "a run after the fix starts afresh"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_interrupts_the_command_line(project, project_python, sig: signal.Signals) -> None:
+    root = project("engine_faults")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    code = "import sys; from tach_ls.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "run", "--python", project_python, f"{FAULTS}::test_sleep_long"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert "1 test selected" in proc.stdout.readline()
+    wait_for(lambda: len(processes_mentioning(str(root))) >= 3, "base, collected layer and the test's worker")
+    connect = processes_mentioning(str(root))[0][1].split('"connect": "', 1)[1].split('"', 1)[0]
+    rundir = os.path.dirname(connect)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out + err
+    assert "interrupted" in out
+    wait_for(lambda: not processes_mentioning(str(root)), "every engine process to end with the command")
+    assert not Path(rundir).exists(), "the command removed its temporary folder"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from tach_ls.engine.results import Status
 from tach_ls.engine.supervisor import EngineState
 
-from .conftest import statuses
+from .conftest import statuses, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -96,7 +95,7 @@ def test_usage_errors_and_empty_selection(engine, project) -> None:
 def test_fixture_scopes_once_per_batch(engine, project) -> None:
     """The regression: session/module fixtures set up per test instead of per batch."""
     root = project("engine_fixtures")
-    eng = engine(root, workers=1)
+    eng = engine(root, workers=1, isolation="off")  # the fixtures log into the project, which isolation discards
     summary = eng.run()
     assert len(summary.results) == 15 and summary.exit_code == 0
     events = [line.split(" ", 1)[1] for line in (root / "events.log").read_text().splitlines()]
@@ -178,3 +177,18 @@ def test_spawn_mode_agrees_with_fork_mode(engine, project) -> None:
     assert {r.nodeid: r.message for r in spawned.results} == {r.nodeid: r.message for r in forked.results}
     fixtures = engine(project("engine_fixtures"), mode=RunMode.SPAWN).run()
     assert fixtures.exit_code == 0 and len(fixtures.results) == 15
+
+
+def test_workers_warm_the_zygote_for_the_next_worker(engine, project) -> None:
+    """What a test imports lazily from outside the workspace is imported by the zygote after the first run."""
+    root = project("engine_basic")
+    (root / "tests" / "test_lazy.py").write_text(
+        "import sys\n\n\ndef test_lazy():\n    print('colorsys' in sys.modules)\n    import colorsys  # noqa: F401\n"
+    )
+    eng = engine(root)
+    first = eng.result("tests/test_lazy.py::test_lazy")
+    assert first.stdout == "False\n"
+    wait_for(
+        lambda: eng.result("tests/test_lazy.py::test_lazy").stdout == "True\n",
+        "a worker forked after the zygote imported colorsys",
+    )

@@ -93,3 +93,16 @@ def test_preload_list_is_learned_and_reused(engine: EngineFactory, project) -> N
     collecting = next(s.detail for s in again.states if s.layer == "collected")
     preloaded = int(collecting.split(" modules preloaded")[0].rsplit(" ", 1)[1])
     assert preloaded > 0, collecting
+
+
+def test_non_code_files_do_not_rebuild(engine: EngineFactory, project) -> None:
+    """Two arms with the test above: a swap file or a log is not a code change (no needless re-collect)."""
+    root = project("engine_basic")
+    eng = engine(root)
+    assert eng.result(HELPER_TEST).status is Status.PASSED
+    generation = eng.sup._layers.generation
+    (root / "tests" / ".test_basic.py.swp").write_text("x")
+    (root / "notes.txt").write_text("x")
+    (root / ".cache-dir").mkdir()
+    assert eng.result(HELPER_TEST).status is Status.PASSED
+    assert eng.sup._layers.generation == generation

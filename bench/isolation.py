@@ -1,0 +1,161 @@
+"""What worker isolation costs: ``--isolation auto`` and ``strict`` against ``off`` on real suites.
+
+Three engines (off, auto, strict) on the same suite stay up side by side and
+are measured in interleaved rounds, so machine noise hits all three alike.
+Prints, per suite (never asserted):
+
+1. what the probe found (the features each worker gets);
+2. per-test overhead, as clicks on single tests (median over tests of the
+   per-test median, minus off's):
+   - with the standby child waiting, as in the editor: it entered its
+     namespaces before the click, so isolation should cost nothing here;
+   - without a standby: the worker is forked and isolated while the click
+     waits, so this is the whole cost of isolating one worker;
+3. the whole run (``-n 2``, warm zygote): median wall time of each level, the
+   ratio to off, and the difference spread over the tests (ms per test).
+
+Targets (issue 4): under 2 ms per test, under 15% on Flask's whole run.
+
+    python bench/isolation.py [flask click seaborn] [--rounds N] [--clicks N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(REPO))
+
+from suites import Suite, prepare
+
+from tach_ls.cachedir import cache_dir
+from tach_ls.engine.runs import RunRequest
+from tach_ls.engine.supervisor import EngineConfig, EngineState, Supervisor
+
+LEVELS = ("off", "auto", "strict")
+TARGET_MS_PER_TEST = 2.0
+TARGET_RUN_RATIO = 1.15
+
+
+def start(suite: Suite, isolation: str, standby: bool) -> Supervisor:
+    config = EngineConfig(
+        root=suite.root,
+        python=suite.python,
+        cache_dir=cache_dir(suite.root),
+        workers=2,
+        collect_args=[str(suite.root / a) for a in suite.test_args],
+        env=suite.env,
+        isolation=isolation,
+        standby=standby,
+    )
+    sup = Supervisor(config)
+    sup.start()
+    status = sup.wait_ready(300)
+    if status.state != EngineState.READY:
+        raise SystemExit(f"{suite.name}: the {isolation} engine did not start: {status.detail}")
+    return sup
+
+
+def click(sup: Supervisor, nodeid: str, standby: bool) -> tuple[float, list[str]]:
+    if standby:
+        sup.standby_ready.wait(10)  # a click comes to an idle engine, its standby waiting
+    started = time.perf_counter()
+    summary = sup.run(RunRequest(args=[nodeid])).wait(60)
+    elapsed = time.perf_counter() - started
+    return elapsed, summary.results[0].isolation
+
+
+def whole_run(sup: Supervisor, suite: Suite) -> tuple[float, int]:
+    started = time.perf_counter()
+    summary = sup.run(RunRequest(args=[str(suite.root / a) for a in suite.test_args], workers=2)).wait(900)
+    return time.perf_counter() - started, len(summary.results)
+
+
+def bench_suite(suite: Suite, rounds: int, clicks: int) -> dict[str, Any]:
+    print(f"\n== {suite.name} ({suite.root.name}, {' '.join(suite.test_args)}) ==", flush=True)
+    report: dict[str, Any] = {"suite": suite.name}
+    engines = {(level, standby): start(suite, level, standby) for level in LEVELS for standby in (True, False)}
+    try:
+        probe = engines[("auto", True)]
+        passing = [n for n, _, _ in probe.items]
+        first = probe.run(RunRequest(args=passing[:40])).wait(300)
+        picks = [r.nodeid for r in first.results if r.status.value == "passed"][:: max(1, 40 // clicks)][:clicks]
+        features = first.results[0].isolation if first.results else []
+        print(f"isolation auto here: {', '.join(features) or 'nothing'}; warnings: {probe.warnings or 'none'}", flush=True)
+        report["features"] = features
+
+        # 2. clicks: per test, the median of `rounds` clicks per level, interleaved
+        for standby in (True, False):
+            per_test: dict[str, list[float]] = {level: [] for level in LEVELS}
+            for nodeid in picks:
+                samples: dict[str, list[float]] = {level: [] for level in LEVELS}
+                for _ in range(rounds):
+                    for level in LEVELS:
+                        elapsed, applied = click(engines[(level, standby)], nodeid, standby)
+                        samples[level].append(elapsed * 1000.0)
+                        if level != "off" and applied != features:
+                            raise SystemExit(f"{level} click ran under {applied}, expected {features}")
+                for level in LEVELS:
+                    per_test[level].append(statistics.median(samples[level]))
+            base = per_test["off"]
+            medians = {level: statistics.median(v) for level, v in per_test.items()}
+            overhead = {level: statistics.median([a - b for a, b in zip(per_test[level], base)]) for level in LEVELS}
+            key = "click_standby" if standby else "click_no_standby"
+            report[key] = {"median_ms": medians, "overhead_ms": overhead, "tests": len(picks)}
+            label = "click, standby waiting (editor)" if standby else "click, no standby (worker forked + isolated)"
+            print(
+                f"{label}: off {medians['off']:.1f} ms | auto {medians['auto']:.1f} ms ({overhead['auto']:+.2f} ms) | "
+                f"strict {medians['strict']:.1f} ms ({overhead['strict']:+.2f} ms) "
+                f"[median over {len(picks)} tests of {rounds} clicks each; target < {TARGET_MS_PER_TEST:g} ms]",
+                flush=True,
+            )
+
+        # 3. whole run, warm, interleaved
+        walls: dict[str, list[float]] = {level: [] for level in LEVELS}
+        count = 0
+        for level in LEVELS:
+            whole_run(engines[(level, True)], suite)  # warm-up: .pyc files, the kernel's caches
+        for _ in range(rounds):
+            for level in LEVELS:
+                wall, count = whole_run(engines[(level, True)], suite)
+                walls[level].append(wall)
+        med = {level: statistics.median(v) for level, v in walls.items()}
+        ratio = {level: med[level] / med["off"] for level in LEVELS}
+        per_test_ms = {level: (med[level] - med["off"]) * 1000.0 / max(1, count) for level in LEVELS}
+        report["whole_run"] = {"median_s": med, "ratio": ratio, "ms_per_test": per_test_ms, "tests": count, "runs": walls}
+        print(
+            f"whole run -n 2 ({count} tests, median of {rounds}): off {med['off']:.2f}s | "
+            f"auto {med['auto']:.2f}s ({ratio['auto']:.3f}x, {per_test_ms['auto']:+.2f} ms/test) | "
+            f"strict {med['strict']:.2f}s ({ratio['strict']:.3f}x, {per_test_ms['strict']:+.2f} ms/test) "
+            f"[target < {TARGET_RUN_RATIO:.2f}x, < {TARGET_MS_PER_TEST:g} ms/test]",
+            flush=True,
+        )
+    finally:
+        for sup in engines.values():
+            sup.shutdown()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", default=["flask"])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement (default 5)")
+    parser.add_argument("--clicks", type=int, default=8, help="tests clicked one by one (default 8)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    reports = [bench_suite(prepare(name), args.rounds, args.clicks) for name in args.names]
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""Everything that runs tests: a warm zygote in the project's interpreter, and forked workers.
+
+The one hard rule: modules marked *zygote side* run in the project's
+interpreter and import only the standard library and pytest (and each other,
+relatively); the supervisor starts them as ``<project python> zygote.py``,
+which loads this folder as the private package ``_tach_engine``. Server-side
+modules never get imported there.
+
+Server side (the tach-ls process):
+
+- ``supervisor``: ``Supervisor``, the public API: start, run with streamed
+  results, cancel, status callback, shutdown; owns the loop thread.
+- ``scheduler``: the run/worker half of the supervisor: selection, batches,
+  results, crashes, timeouts, cancellation, zygote loss.
+- ``layers``: the zygote's processes as seen from outside: start, freshness
+  fingerprints, restarts with backoff, preload cache, spawn mode.
+- ``runs``: ``RunRequest``, ``RunHandle``, ``RunSummary``, batching, slots.
+- ``status``: ``EngineConfig``, ``EngineState``, ``EngineStatus``.
+- ``interpreter``: find and check the project interpreter.
+
+Zygote side (the project's interpreter; stdlib + pytest only):
+
+- ``zygote``: entry point; the base layer (pytest + preloaded third-party
+  modules) that forks the collected layer; spawn mode's roles.
+- ``collected``: the collected layer: real pytest collection, the item index,
+  selection, the standby child and forked workers, reaping.
+- ``fork_worker``: the child: process group, death with parent, output
+  files, faulthandler, pytest's runtest protocol per item, one result each.
+- ``warmth``: what workers warmed lazily (modules, regexes) fed back to the
+  collected layer so the next worker starts warmer.
+- ``wire``: framed JSON messages over SEQPACKET sockets, dispatch by name.
+- ``procutil``: PR_SET_PDEATHSIG, native thread count, exit statuses,
+  workspace paths, fingerprints, prefaulting the standby's memory.
+- ``results``: ``Status`` and ``TestResult`` (shared by both sides).
+
+Seams for later work: ``namespaces`` (isolation, called by ``fork_worker``
+right after the fork), ``coverage_ring`` and ``tracer`` (per-test coverage),
+``RunRequest.debug`` (a worker that waits for debugpy).
+"""

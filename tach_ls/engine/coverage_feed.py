@@ -1,0 +1,213 @@
+"""The server side of per-test coverage: workers' rings in, each test's and each run's lines out.
+
+Server side, driven by the supervisor on its loop thread (no locks: nothing
+else touches it). One ``CoverageFeed`` per supervisor when coverage is on:
+
+- ``attach``: a worker's ring arrives (its memfd, with ``coverage_ring``) and
+  is mapped for the life of the worker slot;
+- ``fill``: on ``test_finished``, drain that worker's ring and put the test's
+  lines on its ``TestResult`` (``coverage``: {path relative to the root:
+  sorted 1-based lines}, ``coverage_partial``); the worker wrote them before
+  sending the message, so they are there;
+- ``outside``: lines run outside any test (collection in the collected layer,
+  ``coverage_base``; hooks between tests, test id 0 in a ring), kept per
+  collected-layer generation;
+- ``release``: last drain when the slot ends, torn entries counted, unmapped.
+
+``RunCoverage`` is what ``RunSummary.coverage`` holds; ``RunCoverageBuilder``
+gathers it as the run records results (a result that ran but brought no
+lines, a crash or a timeout, is partial with no lines). Executable and missed
+lines need coverage.py's static analysis: see ``tach_ls.coverage_data``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import os
+from array import array
+from pathlib import Path
+from typing import Any
+
+from . import coverage_ring
+from .results import NodeId, TestResult
+
+RelPath = str
+Lines = list[int]
+
+
+@dataclasses.dataclass
+class RunCoverage:
+    """One run's line coverage (1-based lines, paths relative to the workspace root)."""
+
+    tests: dict[NodeId, dict[RelPath, Lines]]
+    """Each test that ran: the lines it executed, per file."""
+    partial: list[NodeId]
+    """Tests whose lines may be incomplete (ring overflow, crash, timeout, torn entries): never trust them to exclude."""
+    files: dict[RelPath, Lines]
+    """Per file, every line executed in this run: by its tests, and outside them (imports at collection)."""
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Attached:
+    reader: coverage_ring.RingReader
+    pid: int
+
+
+class CoverageFeed:
+    """The rings of live workers and the lines run outside tests (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        self.rings: dict[int, _Attached] = {}  # worker id -> its ring
+        self.generation = 0
+        self.outside: dict[RelPath, set[int]] = {}
+        self.notes: list[str] = []
+        self._rel: dict[str, RelPath | None] = {}
+
+    # -- messages --------------------------------------------------------------------
+
+    def attach(self, worker: int, pid: int, fd: int) -> None:
+        """Map a worker's ring (takes ownership of ``fd``)."""
+        try:
+            ring = coverage_ring.attach(fd)
+        except coverage_ring.RingError as exc:
+            self._note(f"worker {pid}: {exc}; its tests have no coverage")
+            return
+        old = self.rings.pop(worker, None)
+        if old is not None:
+            old.reader.ring.close()
+        self.rings[worker] = _Attached(coverage_ring.RingReader(ring), pid)
+
+    def base(self, generation: int, files: dict[str, list[int]]) -> None:
+        """Lines a collected layer ran outside tests; a newer generation replaces the older's."""
+        if generation > self.generation:
+            self.generation = generation
+            self.outside.clear()
+        if generation < self.generation:
+            return
+        for path, lines in files.items():
+            rel = self.rel(path)
+            if rel is not None:
+                self.outside.setdefault(rel, set()).update(lines)
+
+    def fill(self, result: TestResult, worker: int, test_id: int | None) -> None:
+        """Put the test's lines on ``result``, from its worker's ring."""
+        attached = self.rings.get(worker)
+        if attached is None or not test_id:
+            result.coverage, result.coverage_partial = {}, True
+            return
+        reader = attached.reader
+        hits = reader.take(test_id)
+        self._keep_outside(reader)
+        result.coverage, unknown = self.resolve(reader.files, hits.hits)
+        result.coverage_partial = not hits.complete or unknown
+
+    def release(self, worker: int) -> None:
+        """The worker slot ended: last drain, count torn and dropped entries, unmap."""
+        attached = self.rings.pop(worker, None)
+        if attached is None:
+            return
+        reader = attached.reader
+        torn = reader.finish()
+        self._keep_outside(reader)
+        if torn:
+            self._note(f"worker {attached.pid}: {torn} coverage entries torn (killed mid-write) were dropped")
+        if reader.overflow:
+            self._note(
+                f"worker {attached.pid}: its coverage ring was full, {reader.overflow} line hits dropped "
+                "(those tests are marked partial)"
+            )
+        if reader.broken:
+            self._note(f"worker {attached.pid}: its coverage ring was corrupted; its open tests are partial")
+        reader.ring.close()
+
+    def close(self) -> None:
+        for worker in list(self.rings):
+            self.rings.pop(worker).reader.ring.close()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def rel(self, path: str) -> RelPath | None:
+        """A real path as the workspace-relative path results use (None outside the root)."""
+        found = self._rel.get(path, "")
+        if found != "":
+            return found
+        rel: RelPath | None = None
+        if path.startswith(self.root + os.sep):
+            rel = path[len(self.root) + 1 :].replace(os.sep, "/")
+        self._rel[path] = rel
+        return rel
+
+    def resolve(self, files: dict[int, str], hits: set[int]) -> tuple[dict[RelPath, Lines], bool]:
+        """{rel path: sorted lines} from packed hits; True if some file id had no known path."""
+        packed = array("Q", sorted(hits))
+        words = array("I")
+        words.frombytes(packed.tobytes())
+        lines, file_ids = words[0::2], words[1::2]
+        out: dict[RelPath, Lines] = {}
+        unknown = False
+        start = 0
+        while start < len(packed):
+            file_id = file_ids[start]
+            end = bisect.bisect_left(packed, (file_id + 1) << 32, start)
+            path = files.get(file_id)
+            rel = self.rel(path) if path is not None else None
+            if rel is None:
+                unknown = True
+            else:
+                out[rel] = lines[start:end].tolist()
+            start = end
+        return out, unknown
+
+    def _keep_outside(self, reader: coverage_ring.RingReader) -> None:
+        if not reader.outside:
+            return
+        found, _ = self.resolve(reader.files, reader.outside)
+        reader.outside.clear()
+        for rel, lines in found.items():
+            self.outside.setdefault(rel, set()).update(lines)
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+
+class RunCoverageBuilder:
+    """Gathers one run's ``RunCoverage`` from its results as they are recorded."""
+
+    def __init__(self, feed: CoverageFeed) -> None:
+        self.feed = feed
+        self.tests: dict[NodeId, dict[RelPath, Lines]] = {}
+        self.partial: list[NodeId] = []
+        self.files: dict[RelPath, set[int]] = {}
+        self.notes_before = len(feed.notes)
+
+    def add(self, result: TestResult) -> None:
+        if result.coverage is None:
+            if result.worker is None:
+                return  # never ran (a collection error): nothing to say about its lines
+            result.coverage, result.coverage_partial = {}, True  # crashed or timed out before reporting
+        self.tests[result.nodeid] = result.coverage
+        if result.coverage_partial:
+            self.partial.append(result.nodeid)
+        for rel, lines in result.coverage.items():
+            self.files.setdefault(rel, set()).update(lines)
+
+    def finish(self) -> RunCoverage:
+        files = {rel: set(lines) for rel, lines in self.feed.outside.items()}
+        for rel, lines in self.files.items():
+            files.setdefault(rel, set()).update(lines)
+        return RunCoverage(
+            tests=dict(self.tests),
+            partial=list(self.partial),
+            files={rel: sorted(lines) for rel, lines in sorted(files.items())},
+            notes=self.feed.notes[self.notes_before :],
+        )
+
+
+def wire_test_id(msg: dict[str, Any]) -> int | None:
+    """The ring's test id of a ``test_finished`` message (the worker's position in its batch, from 1)."""
+    value = (msg.get("result") or {}).get("coverage_id")
+    return int(value) if value else None

@@ -1,0 +1,441 @@
+"""Shared-memory ring buffers that carry line hits from a worker to the supervisor.
+
+Standard library only: the writer runs in the project's interpreter (zygote
+side), the reader in the supervisor.
+
+Who creates and who maps it. The collected layer creates one ring per child,
+right before it forks the child (``create``: a ``memfd`` with a shared
+mapping), so the child inherits the mapping and the parent closes its copy at
+once. The worker hands the memfd to the supervisor with ``SCM_RIGHTS``,
+attached to its ``coverage_ring`` message (``wire.send_fds``), and closes its
+descriptor; the supervisor maps the same pages (``attach``) and drains them
+on its loop while the worker goes on. Spawn mode's batch process creates its
+own ring and hands it over the same way. The memory is freed when the last
+side unmaps it. Passing the descriptor works across PID and mount namespaces
+(a path or ``/proc/PID/fd`` would not).
+
+Layout (little-endian; each header field the two sides write on its own
+64-byte cache line, so the writer's stores never bounce the reader's line)::
+
+    0    magic "TCR1", version, entry size, capacity (entries), table offset, table size
+    64   write index (u64): entries published by the writer, counted from 0, never wrapped
+    128  read index (u64): entries consumed by the reader
+    192  overflow (u64): entries the writer dropped because the ring was full
+    256  table end (u64): bytes of the file table published by the writer
+    320  entries: capacity x 16 bytes, entry i at slot i % capacity:
+             u32 line, u32 file id, u32 test id, u32 check (see ``checks``)
+    ...  file table: (u32 file id, u32 length, UTF-8 path) records padded to 8 bytes
+
+A test's hits are written in one go at the end of the test (``write_test``):
+its line entries, then one end entry (file id ``END``, line = how many hits
+the test had, top bit set when the writer knows they are incomplete). The
+entries are copied first and the write index is published after, so the
+reader never reads a slot before it is whole. Test boundaries are therefore
+in the data itself: an end entry closes its test id; test id 0 collects lines
+run outside any test (collection in spawn mode, hooks between tests).
+
+Integrity, so that coverage is incomplete at worst and never wrong:
+
+- every entry carries a check word: a stamp derived from its absolute index
+  XOR its three fields; an entry inside the published range that fails it (a
+  torn or stale slot, a store reordered past the index on a weakly ordered
+  CPU) is dropped and the test it belongs to is marked partial;
+- the reader zeroes the slots it consumed, so after the writer died
+  (``finish``) any non-zero slot past the write index is a record the writer
+  was killed in the middle of: it is counted in ``torn`` and dropped, and its
+  test, which has no end entry, is partial;
+- a full ring drops entries and counts them in the overflow field; the end
+  entry says how many hits the test had, so a short count, a missing end
+  entry or a file id missing from the table makes the test partial.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+MAGIC = 0x31524354  # b"TCR1"
+VERSION = 1
+CACHE_LINE = 64
+ENTRY = 16
+WRITE_AT = 64
+READ_AT = 128
+OVERFLOW_AT = 192
+TABLE_END_AT = 256
+ENTRIES_AT = 320
+END = 0xFFFFFFFF
+"""File id of a test's end entry."""
+PARTIAL = 0x80000000
+"""Flag in an end entry's line field: the writer knows the test's hits are incomplete."""
+STAMP_MODULO = 0xFFFFFFFF
+DEFAULT_CAPACITY = 1 << 18
+"""Entries per ring (4 MiB); a test needs one per distinct line it ran."""
+DEFAULT_TABLE = 4 << 20
+"""Bytes for the file table (the memfd is sparse: untouched pages cost nothing)."""
+
+_HEADER = struct.Struct("<IIIIQQQ")
+_U64 = struct.Struct("<Q")
+_FILE = struct.Struct("<II")
+
+FileId = int
+TestId = int
+LineNo = int
+Hit = int
+"""A line of a file packed as ``file_id << 32 | line`` (what one entry's first 8 bytes hold)."""
+
+
+class RingError(RuntimeError):
+    """A descriptor that does not hold a ring of this version."""
+
+
+class Ring:
+    """One mapping of a ring's memory (both sides have their own)."""
+
+    def __init__(self, fd: int, mm: mmap.mmap) -> None:
+        self.fd = fd
+        self.mm = mm
+        magic, version, entry, _, capacity, table_at, table_size = _HEADER.unpack_from(mm, 0)
+        if magic != MAGIC or version != VERSION or entry != ENTRY:
+            raise RingError(f"not a tach-ls coverage ring (magic {magic:#x}, version {version})")
+        if table_at + table_size > len(mm) or table_at < ENTRIES_AT + capacity * ENTRY:
+            raise RingError("coverage ring header does not fit its mapping")
+        self.capacity = capacity
+        self.table_at = table_at
+        self.table_size = table_size
+        # The indexes are read and written as whole aligned 8-byte words (one load, one store):
+        # struct's little-endian formats go byte by byte and another process could see half a store.
+        self._words = memoryview(mm).cast("B").cast("Q")
+
+    def load(self, offset: int) -> int:
+        return int(self._words[offset // 8])
+
+    def store(self, offset: int, value: int) -> None:
+        self._words[offset // 8] = value
+
+    def close_fd(self) -> None:
+        """Close the descriptor, keep the mapping (the worker, once the supervisor has it)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def close(self) -> None:
+        self.close_fd()
+        self._words.release()
+        self.mm.close()
+
+
+def create(capacity: int = DEFAULT_CAPACITY, table_bytes: int = DEFAULT_TABLE) -> Ring:
+    """A new zeroed ring in a memfd (done before the fork, so the child inherits the mapping)."""
+    table_at = ENTRIES_AT + capacity * ENTRY
+    size = -(-(table_at + table_bytes) // mmap.PAGESIZE) * mmap.PAGESIZE
+    fd = os.memfd_create("tach-ls-coverage", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, size)
+        mm = mmap.mmap(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    _HEADER.pack_into(mm, 0, MAGIC, VERSION, ENTRY, 0, capacity, table_at, size - table_at)
+    return Ring(fd, mm)
+
+
+def attach(fd: int) -> Ring:
+    """Map a ring received from a worker (takes ownership of ``fd``)."""
+    try:
+        mm = mmap.mmap(fd, 0)
+        return Ring(fd, mm)
+    except (OSError, ValueError, struct.error) as exc:
+        os.close(fd)
+        raise RingError(f"cannot map the coverage ring: {exc}") from exc
+
+
+def stamps(start: int, count: int) -> array[int]:
+    """The stamps of entries ``start .. start + count - 1``: ``index % (2**32 - 1) + 1``, never 0."""
+    out = array("I")
+    index = start
+    while count > 0:
+        first = index % STAMP_MODULO
+        run = min(count, STAMP_MODULO - first)
+        out.extend(range(first + 1, first + 1 + run))
+        index += run
+        count -= run
+    return out
+
+
+def checks(lines: array[int], files: array[int], tests: array[int], start: int) -> array[int]:
+    """The check word of each entry: its stamp XOR its line, file id and test id.
+
+    Computed column-wise with big-integer XOR, which runs at C speed: an entry
+    seen with any field not yet (or no longer) written fails its check.
+    """
+    width = 4 * len(lines)
+    value = int.from_bytes(stamps(start, len(lines)).tobytes(), "little")
+    for column in (lines, files, tests):
+        value ^= int.from_bytes(column.tobytes(), "little")
+    out = array("I")
+    out.frombytes(value.to_bytes(width, "little"))
+    return out
+
+
+def encode(lines: array[int], files: array[int], test: TestId, start: int) -> array[int]:
+    """Entries for parallel arrays of lines and file ids (C speed: no Python loop per entry)."""
+    count = len(lines)
+    tests = array("I", [test]) * count
+    out = array("I", bytes(ENTRY * count))
+    out[0::4] = lines
+    out[1::4] = files
+    out[2::4] = tests
+    out[3::4] = checks(lines, files, tests, start)
+    return out
+
+
+class RingWriter:
+    """The worker's end: publishes file paths and each test's hits."""
+
+    def __init__(self, ring: Ring) -> None:
+        self.ring = ring
+        self.write = ring.load(WRITE_AT)
+        self.table_pos = ring.load(TABLE_END_AT)
+        self.files_published = 0
+        self.table_full = False
+
+    def publish_files(self, paths: Sequence[str]) -> None:
+        """Add ``paths[i]`` as file id ``i`` for every id not published yet."""
+        ring = self.ring
+        pos = self.table_pos
+        while self.files_published < len(paths) and not self.table_full:
+            data = os.fsencode(paths[self.files_published])
+            size = -(-(_FILE.size + len(data)) // 8) * 8
+            if pos + size > ring.table_size:
+                self.table_full = True  # hits of later files are dropped and their tests marked partial
+                break
+            at = ring.table_at + pos
+            _FILE.pack_into(ring.mm, at, self.files_published, len(data))
+            ring.mm[at + _FILE.size : at + _FILE.size + len(data)] = data
+            pos += size
+            self.files_published += 1
+        if pos != self.table_pos:
+            self.table_pos = pos
+            ring.store(TABLE_END_AT, pos)
+
+    def write_test(self, test: TestId, lines: array[int], files: array[int], partial: bool = False) -> int:
+        """Write a test's hits and its end entry; the number of entries dropped for lack of room."""
+        ring = self.ring
+        count = len(lines)
+        free = ring.capacity - (self.write - ring.load(READ_AT))
+        partial = partial or self.table_full
+        if free < 1:
+            self._overflow(count + 1)
+            return count + 1
+        keep = min(count, free - 1)
+        if keep < count:
+            lines, files, partial = lines[:keep], files[:keep], True
+            self._overflow(count - keep)
+        total = min(count, PARTIAL - 1) | (PARTIAL if partial else 0)
+        entries = encode(array("I", lines) if not isinstance(lines, array) else lines, files, test, self.write)
+        entries.extend(encode(array("I", [total]), array("I", [END]), test, self.write + keep))
+        self._copy(entries.tobytes())
+        self.write += keep + 1
+        ring.store(WRITE_AT, self.write)  # published after the copy: the reader never sees half an entry
+        return count - keep
+
+    def _copy(self, data: bytes) -> None:
+        ring = self.ring
+        slot = self.write % ring.capacity
+        first = min(len(data), (ring.capacity - slot) * ENTRY)
+        at = ENTRIES_AT + slot * ENTRY
+        ring.mm[at : at + first] = data[:first]
+        if first < len(data):
+            ring.mm[ENTRIES_AT : ENTRIES_AT + len(data) - first] = data[first:]
+
+    def _overflow(self, dropped: int) -> None:
+        self.ring.store(OVERFLOW_AT, self.ring.load(OVERFLOW_AT) + dropped)
+
+
+@dataclass
+class TestHits:
+    """What the reader knows of one test: its hits, and whether they are all there."""
+
+    __test__ = False
+
+    hits: set[Hit] = field(default_factory=set)
+    received: int = 0
+    complete: bool = False
+    ended: bool = False
+
+
+class RingReader:
+    """The supervisor's end: drains entries and the file table, groups hits by test id."""
+
+    def __init__(self, ring: Ring) -> None:
+        self.ring = ring
+        self.read = ring.load(READ_AT)
+        self.table_pos = 0
+        self.files: dict[FileId, str] = {}
+        self.tests: dict[TestId, TestHits] = {}
+        self.outside: set[Hit] = set()
+        """Hits of test id 0: lines run outside any test."""
+        self.torn = 0
+        """Entries dropped because they were torn: a bad stamp, or written past the index by a writer that died."""
+        self.broken = False
+        """The header's indexes made no sense: nothing more is read, every open test is partial."""
+        self._torn_pending = False
+
+    @property
+    def overflow(self) -> int:
+        return self.ring.load(OVERFLOW_AT)
+
+    def drain(self) -> int:
+        """Read what the writer published since the last drain; the number of entries read."""
+        if self.broken:
+            return 0
+        ring = self.ring
+        write = ring.load(WRITE_AT)
+        self._read_table()  # after the index: every file its entries name was published before it
+        count = write - self.read
+        if count == 0:
+            return 0
+        if count < 0 or count > ring.capacity:
+            self.broken = True
+            return 0
+        raw = self._take(self.read, count)
+        self._group(raw, self.read, count)
+        self.read = write
+        ring.store(READ_AT, write)
+        return count
+
+    def take(self, test: TestId) -> TestHits:
+        """Drain, then hand over (and forget) one test's hits; partial unless its end entry arrived whole."""
+        self.drain()
+        found = self.tests.pop(test, None)
+        if found is None:
+            return TestHits()
+        found.complete = found.complete and found.ended and not self.broken
+        return found
+
+    def finish(self) -> int:
+        """Last drain once the writer is gone: count the slots it was killed in the middle of; returns torn."""
+        self.drain()
+        if self.broken:
+            return self.torn
+        ring = self.ring
+        slot = self.read % ring.capacity
+        torn = 0
+        for step in range(ring.capacity):
+            at = ENTRIES_AT + ((slot + step) % ring.capacity) * ENTRY
+            if ring.mm[at : at + ENTRY] == bytes(ENTRY):
+                break
+            torn += 1
+        self.torn += torn  # the test being written has no end entry: take() reports it partial
+        return self.torn
+
+    # -- internals -------------------------------------------------------------
+
+    def _read_table(self) -> None:
+        ring = self.ring
+        end = ring.load(TABLE_END_AT)
+        if end > ring.table_size:
+            self.broken = True
+            return
+        pos = self.table_pos
+        while pos + _FILE.size <= end:
+            at = ring.table_at + pos
+            file_id, length = _FILE.unpack_from(ring.mm, at)
+            if pos + _FILE.size + length > end:
+                self.broken = True
+                return
+            self.files[file_id] = os.fsdecode(bytes(ring.mm[at + _FILE.size : at + _FILE.size + length]))
+            pos += -(-(_FILE.size + length) // 8) * 8
+        self.table_pos = pos
+
+    def _take(self, start: int, count: int) -> bytes:
+        """The bytes of ``count`` entries from ``start``, zeroing their slots (see ``finish``)."""
+        ring = self.ring
+        slot = start % ring.capacity
+        first = min(count, ring.capacity - slot)
+        at = ENTRIES_AT + slot * ENTRY
+        raw = bytes(ring.mm[at : at + first * ENTRY])
+        ring.mm[at : at + first * ENTRY] = bytes(first * ENTRY)
+        if first < count:
+            rest = (count - first) * ENTRY
+            raw += bytes(ring.mm[ENTRIES_AT : ENTRIES_AT + rest])
+            ring.mm[ENTRIES_AT : ENTRIES_AT + rest] = bytes(rest)
+        return raw
+
+    def _group(self, raw: bytes, start: int, count: int) -> None:
+        words = array("I")
+        words.frombytes(raw)
+        packed = array("Q")
+        packed.frombytes(raw)
+        lines, files, tests = words[0::4], words[1::4], words[2::4]
+        hits = packed[0::2]
+        if words[3::4] != checks(lines, files, tests, start):
+            self._group_slowly(words, hits, start, count)
+            return
+        unknown = set(files) - self.files.keys() - {END}
+        begin = 0
+        while begin < count:
+            try:
+                end = files.index(END, begin)
+            except ValueError:
+                end = count
+            if unknown and not unknown.isdisjoint(files[begin:end]):
+                for index in range(begin, end):  # hits of a file whose path never made it into the table
+                    if files[index] in unknown and tests[index] != 0:
+                        self.tests.setdefault(tests[index], TestHits()).complete = False
+            if end < count and tests[begin:end].count(tests[end]) == end - begin:
+                self._add(tests[end], hits[begin:end], end - begin)
+            else:
+                for index in range(begin, end):  # a test whose end entry was dropped: sort entry by entry
+                    self._add(tests[index], hits[index : index + 1], 1)
+            if end < count:
+                self._end(tests[end], lines[end], torn=False)
+            begin = end + 1
+
+    def _group_slowly(self, words: array[int], hits: array[int], start: int, count: int) -> None:
+        """Some entries fail their check: drop them, and mark the test each belonged to partial.
+
+        A bad entry belongs to the test whose end entry comes next; nothing in
+        the bad entry itself (its test id included) can be trusted.
+        """
+        lines, files, tests = words[0::4], words[1::4], words[2::4]
+        good = checks(lines, files, tests, start)
+        torn = False
+        for index in range(count):
+            if words[4 * index + 3] != good[index]:
+                self.torn += 1
+                torn = True
+                continue
+            if files[index] == END:
+                self._end(tests[index], lines[index], torn)
+                torn = False
+                continue
+            if files[index] not in self.files and tests[index] != 0:
+                self.tests.setdefault(tests[index], TestHits()).complete = False
+            self._add(tests[index], hits[index : index + 1], 1)
+        if torn:  # the bad entries belong to a test whose end entry is not here yet
+            self._torn_pending = True
+
+    def _add(self, test: TestId, hits: array[int], count: int) -> None:
+        if test == 0:
+            self.outside.update(hits)
+            return
+        entry = self.tests.get(test)
+        if entry is None:
+            entry = self.tests[test] = TestHits(complete=True)
+        entry.hits.update(hits)
+        entry.received += count
+
+    def _end(self, test: TestId, total: int, torn: bool) -> None:
+        torn, self._torn_pending = torn or self._torn_pending, False
+        if test == 0:
+            return
+        entry = self.tests.get(test)
+        if entry is None:
+            entry = self.tests[test] = TestHits(complete=True)
+        entry.complete = entry.complete and not (total & PARTIAL) and entry.received == total and not torn
+        entry.ended = True

@@ -1,0 +1,493 @@
+"""Per-test line collection: warm in the zygote, switched per worker, one test at a time.
+
+Zygote side: standard library only, plus coverage.py's C tracer when the
+project's interpreter has coverage installed. The collected layer builds one
+``Collector`` from the spec and starts it before pytest reads its config, so
+the lines collection runs (imports, conftest files, decorators) are recorded
+too; they belong to no test and reach the supervisor as ``coverage_base``.
+Every worker forked afterwards inherits the running collector: switching it
+to the worker costs attaching a ring, never a new tracer (a fresh
+``coverage.Coverage()`` per child costs 40-125 ms). Attribution comes from
+the fork and from ``begin_test``/``end_test`` around each item of a batch,
+never from per-test contexts (coverage.py's force its slow tracer).
+
+Backends, chosen once per layer:
+
+- ``sys.monitoring`` (3.12+): a ``PY_START`` callback arms ``LINE`` events on
+  the code objects of workspace files and returns ``DISABLE``, so any other
+  function costs one callback in the lifetime of the zygote (inherited by
+  every worker); the ``LINE`` callback records the hit and returns
+  ``DISABLE``, so a line costs one callback per test. At each test boundary
+  the code objects hit during the test are re-armed (their local events set
+  off and on again), which brings back their lines for the next test.
+  ``sys.monitoring.restart_events()`` is not used: it re-enables every
+  disabled event of every tool, so each test would pay ``PY_START`` again for
+  every library function it calls, and re-instrument all of them.
+- coverage.py's ``CTracer`` (3.10/3.11, when importable; the base layer
+  imports it once, see ``preload``): the same C trace function coverage.py
+  runs, with our file filter; per test we take the line sets it filled and
+  clear them in place.
+- ``sys.settrace`` (fallback): a Python trace function that is local to
+  workspace frames only; a one-time note (``Collector.note``) says it is
+  several times slower.
+
+Only workspace files are recorded: under the root, outside the interpreter's
+prefixes and site-packages, outside tach-ls's own engine, filtered by the
+configured ``include`` and ``omit`` globs (matched against the path relative
+to the root and the absolute one; the server takes them from the project's
+coverage.py ``[run]`` configuration). Nothing here calls ``warnings.warn``, so a project's
+``filterwarnings = error`` cannot turn the collector into test errors.
+
+A test's hits go to the worker's ring (``coverage_ring``) at ``end_test``, as
+one batch ending with the test's end entry. If something replaced the tracer
+during the test (``sys.settrace(None)``, another tool), the test is marked
+partial and the tracer reinstalled.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+import threading
+import warnings
+from array import array
+from collections.abc import Callable, Sequence
+from types import CodeType, FrameType
+from typing import Any, Protocol
+
+from . import coverage_ring, procutil
+
+FileIdOf = Callable[[str], "int | None"]
+"""``co_filename`` -> file id, or None for a file that is not recorded."""
+
+TOOL_NAME = "tach-ls"
+TOOL_IDS = (4, 3)
+"""sys.monitoring tool ids we may take: never COVERAGE_ID, so coverage.py inside a test still works."""
+DEFAULT_OMIT = (".tox/*", ".nox/*", ".venv/*", "venv/*", "*/site-packages/*", "*/dist-packages/*")
+ENGINE_DIR = os.path.dirname(os.path.realpath(__file__))
+CORES = ("auto", "sysmon", "ctrace", "settrace")
+
+
+class Backend(Protocol):
+    name: str
+    note: str
+
+    def start(self) -> None: ...
+
+    def take(self) -> tuple[array[int], array[int]]:
+        """(lines, file ids) hit since the last take, and ready to record them again."""
+        ...
+
+    def intact(self) -> bool:
+        """Still installed: nothing replaced or stopped it since ``start``."""
+        ...
+
+    def repair(self) -> None: ...
+
+
+def preload(spec: dict[str, Any]) -> None:
+    """In the base layer: import coverage.py's C tracer once, for every collected layer forked later."""
+    options = spec.get("coverage") or {}
+    if not options or options.get("core", "auto") not in ("auto", "ctrace"):
+        return
+    if options.get("core", "auto") == "auto" and hasattr(sys, "monitoring"):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import coverage.tracer  # noqa: F401
+        except ImportError:
+            pass
+
+
+def from_spec(spec: dict[str, Any]) -> Collector | None:
+    """The collector the spec asks for, or None when coverage is off."""
+    options = spec.get("coverage")
+    if not options:
+        return None
+    return Collector(
+        spec["root"],
+        include=options.get("include") or (),
+        omit=options.get("omit") or (),
+        core=options.get("core", "auto"),
+        ring_entries=int(options.get("ring_entries") or coverage_ring.DEFAULT_CAPACITY),
+    )
+
+
+class Collector:
+    """File filter + backend + the worker's ring writer: what the layers and workers call."""
+
+    def __init__(
+        self,
+        root: str,
+        include: Sequence[str] = (),
+        omit: Sequence[str] = (),
+        core: str = "auto",
+        ring_entries: int = coverage_ring.DEFAULT_CAPACITY,
+    ) -> None:
+        self.root = os.path.realpath(root)
+        self.include = tuple(include)
+        self.omit = DEFAULT_OMIT + tuple(omit)
+        self.prefixes = procutil.environment_prefixes()
+        self.ring_entries = ring_entries
+        self.paths: list[str] = []
+        """File id -> real path."""
+        self._ids: dict[str, int] = {}
+        self.backend = choose_backend(core, self.file_id)
+        self.writer: coverage_ring.RingWriter | None = None
+        self.dropped = 0
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def note(self) -> str:
+        """A one-time remark for the user (the slow fallback), or ''."""
+        return self.backend.note
+
+    def file_id(self, filename: str) -> int | None:
+        """The id of a workspace file to record, or None (called by the backends, once per filename)."""
+        try:
+            if not filename or filename[0] == "<":
+                return None
+            path = os.path.realpath(os.path.join(self.root, filename))
+            if not path.startswith(self.root + os.sep) or path.startswith(ENGINE_DIR + os.sep):
+                return None
+            if any(path.startswith(prefix) for prefix in self.prefixes):
+                return None
+            rel = path[len(self.root) + 1 :]
+            if self.include and not any(_matches(rel, path, glob) for glob in self.include):
+                return None
+            if any(_matches(rel, path, glob) for glob in self.omit):
+                return None
+            found = self._ids.get(path)
+            if found is None:
+                found = self._ids[path] = len(self.paths)
+                self.paths.append(path)
+            return found
+        except Exception:  # noqa: BLE001 (a callback must never raise into the code under test)
+            return None
+
+    def start(self) -> None:
+        self.backend.start()
+
+    def take_outside(self) -> dict[str, list[int]]:
+        """Zygote side: lines run since the last call, outside any test, as {real path: sorted lines}."""
+        lines, files = self.backend.take()
+        found: dict[str, set[int]] = {}
+        for line, file_id in zip(lines, files):
+            found.setdefault(self.paths[file_id], set()).add(line)
+        return {path: sorted(hit) for path, hit in found.items()}
+
+    def new_ring(self) -> coverage_ring.Ring:
+        """A ring for the next child, holding the file ids known so far (call right before the fork)."""
+        ring = coverage_ring.create(self.ring_entries)
+        coverage_ring.RingWriter(ring).publish_files(self.paths)
+        return ring
+
+    def attach(self, ring: coverage_ring.Ring) -> None:
+        """In the child: hits from now on go to ``ring``."""
+        self.writer = coverage_ring.RingWriter(ring)
+
+    def begin_test(self, test: int) -> None:
+        """Lines run since the last test (hooks between items) are recorded as outside any test."""
+        lines, files = self.backend.take()
+        if len(lines):
+            self._write(0, lines, files, False)
+
+    def end_test(self, test: int) -> None:
+        partial = not self.backend.intact()
+        if partial:
+            self.backend.repair()
+        lines, files = self.backend.take()
+        self._write(test, lines, files, partial)
+
+    def _write(self, test: int, lines: array[int], files: array[int], partial: bool) -> None:
+        writer = self.writer
+        if writer is None:
+            return
+        writer.publish_files(self.paths)
+        self.dropped += writer.write_test(test, lines, files, partial)
+
+
+def _matches(rel: str, path: str, glob: str) -> bool:
+    """A glob against the path relative to the root, or the absolute one (coverage.py's ``*/tests/*`` style)."""
+    return fnmatch.fnmatchcase(rel, glob) or fnmatch.fnmatchcase(path, glob)
+
+
+def choose_backend(core: str, file_id: FileIdOf) -> Backend:
+    """sys.monitoring on 3.12+, else coverage.py's CTracer, else sys.settrace (``core`` forces one)."""
+    if core not in CORES:
+        raise ValueError(f"unknown coverage core {core!r}; one of {', '.join(CORES)}")
+    if core in ("auto", "sysmon") and hasattr(sys, "monitoring"):
+        tool = _free_tool()
+        if tool is not None:
+            return MonitoringBackend(file_id, tool)
+    if core in ("auto", "ctrace", "sysmon"):
+        try:
+            return CTracerBackend(file_id)
+        except ImportError:
+            pass
+    return SettraceBackend(file_id)
+
+
+def _free_tool() -> int | None:
+    monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+    for tool in TOOL_IDS:
+        if monitoring.get_tool(tool) is None:
+            return tool
+    return None
+
+
+class MonitoringBackend:
+    """``sys.monitoring``: PY_START arms workspace code, LINE records once per test (see the module docstring)."""
+
+    name = "sys.monitoring"
+    note = ""
+
+    def __init__(self, file_id: FileIdOf, tool: int) -> None:
+        monitoring: Any = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        self.monitoring = monitoring
+        self.tool = tool
+        self.hits: list[int] = []
+        self.codes: list[CodeType] = []
+        disable = monitoring.DISABLE
+        line_event = monitoring.events.LINE
+        set_local = monitoring.set_local_events
+        bases: dict[str, int] = {}
+        record_hit, record_code = self.hits.append, self.codes.append
+        skip = -1
+
+        def py_start(code: CodeType, offset: int) -> Any:
+            filename = code.co_filename
+            base = bases.get(filename)
+            if base is None:
+                file_id_ = file_id(filename)
+                base = bases[filename] = skip if file_id_ is None else file_id_ << 32
+            if base != skip:
+                set_local(tool, code, line_event)
+            return disable
+
+        def line(code: CodeType, line_number: int) -> Any:
+            record_hit(bases[code.co_filename] | line_number)
+            record_code(code)
+            return disable
+
+        self._callbacks = {monitoring.events.PY_START: py_start, line_event: line}
+
+    def start(self) -> None:
+        monitoring = self.monitoring
+        monitoring.use_tool_id(self.tool, TOOL_NAME)
+        for event, callback in self._callbacks.items():
+            monitoring.register_callback(self.tool, event, callback)
+        monitoring.set_events(self.tool, monitoring.events.PY_START)
+
+    def take(self) -> tuple[array[int], array[int]]:
+        hits, codes = self.hits, self.codes
+        count = len(hits)
+        batch = hits[:count]
+        del hits[:count]  # two steps, each atomic: a hit appended between them by another thread stays
+        touched = codes[: len(codes)]
+        del codes[: len(touched)]
+        if touched:
+            set_local, tool, line_event = self.monitoring.set_local_events, self.tool, self.monitoring.events.LINE
+            for code in dict(zip(map(id, touched), touched)).values():
+                set_local(tool, code, 0)
+                set_local(tool, code, line_event)  # re-instruments the code: its disabled lines fire again
+        words = array("I")
+        words.frombytes(array("Q", batch).tobytes())
+        return words[0::2], words[1::2]
+
+    def intact(self) -> bool:
+        monitoring = self.monitoring
+        return bool(
+            monitoring.get_tool(self.tool) == TOOL_NAME
+            and monitoring.get_events(self.tool) == monitoring.events.PY_START
+        )
+
+    def repair(self) -> None:
+        monitoring = self.monitoring
+        if monitoring.get_tool(self.tool) != TOOL_NAME:
+            try:
+                self.start()
+            except ValueError:  # someone else holds the id now: nothing more is recorded
+                return
+        for event, callback in self._callbacks.items():
+            monitoring.register_callback(self.tool, event, callback)
+        monitoring.set_events(self.tool, monitoring.events.PY_START)
+
+
+class _LineSets:
+    """The shared half of the trace-function backends: {co_filename: set of lines}, taken per test."""
+
+    def __init__(self, file_id: FileIdOf) -> None:
+        self.file_id = file_id
+        self.data: dict[str, set[int]] = {}
+        self._ids: dict[str, int | None] = {}
+
+    def take(self) -> tuple[array[int], array[int]]:
+        lines, files = array("I"), array("I")
+        for filename, hit in list(self.data.items()):
+            if not hit:
+                continue
+            seen = set(hit)
+            hit -= seen  # in place (the tracer holds the set); a line added meanwhile by a thread stays
+            file_id = self._ids.get(filename, -1)
+            if file_id == -1:
+                file_id = self._ids[filename] = self.file_id(filename)
+            if file_id is None:
+                continue
+            lines.extend(array("I", seen))
+            files.extend(array("I", [file_id]) * len(seen))
+        return lines, files
+
+
+class CTracerBackend(_LineSets):
+    """coverage.py's C trace function with our filter and data; one tracer per thread."""
+
+    name = "coverage.py CTracer"
+    note = ""
+
+    def __init__(self, file_id: FileIdOf) -> None:
+        super().__init__(file_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from coverage.tracer import CFileDisposition, CTracer  # ImportError: the caller falls back
+        self._tracer_class = CTracer
+        self.cache: dict[str, Any] = {}
+        self.tracers: list[Any] = []
+        self.main: Any = None
+        self.messages: list[str] = []
+
+        def should_trace(filename: str, frame: FrameType) -> Any:
+            disposition = CFileDisposition()
+            disposition.original_filename = disposition.canonical_filename = filename
+            disposition.source_filename = filename
+            disposition.trace = file_id(filename) is not None
+            disposition.reason = ""
+            disposition.file_tracer = None
+            disposition.has_dynamic_filename = False
+            return disposition
+
+        self._should_trace = should_trace
+
+    def _new_tracer(self) -> Any:
+        tracer = self._tracer_class()
+        tracer.data = self.data
+        tracer.should_trace = self._should_trace
+        tracer.should_trace_cache = self.cache
+        tracer.trace_arcs = False
+        tracer.warn = self._warn
+        tracer.lock_data = tracer.unlock_data = tuple  # called around each traced call: a C no-op, not a Python one
+        tracer.concur_id_func = None
+        tracer.file_tracers = {}
+        tracer.should_start_context = None
+        tracer.switch_context = None
+        tracer.disable_plugin = None
+        tracer.check_include = None
+        self.tracers.append(tracer)
+        return tracer
+
+    def _warn(self, message: str, slug: str | None = None, once: bool = False) -> None:
+        self.messages.append(message)  # never warnings.warn: filterwarnings=error would fail the test
+
+    def start(self) -> None:
+        self.main = self._new_tracer()
+        self.main.start()
+        threading.settrace(self._thread_start)
+
+    def _thread_start(self, frame: FrameType, event: str, arg: Any) -> Any:
+        """First event of a new thread: give it its own tracer, sharing the data."""
+        sys.settrace(None)
+        tracer = self._new_tracer().start()
+        return tracer(frame, event, arg) if tracer is not None else None
+
+    def intact(self) -> bool:
+        return sys.gettrace() is self.main
+
+    def repair(self) -> None:
+        self.main.start()
+        threading.settrace(self._thread_start)
+
+
+def _line_recorder(add: Callable[[int], None]) -> Callable[[FrameType, str, Any], Any]:
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            add(frame.f_lineno)
+        return local
+
+    return local
+
+
+class SettraceBackend(_LineSets):
+    """A Python trace function: a call into a workspace file gets a local line recorder, anything else none."""
+
+    name = "sys.settrace"
+
+    def __init__(self, file_id: FileIdOf) -> None:
+        super().__init__(file_id)
+        self.note = (
+            f"per-test coverage runs on sys.settrace in {sys.executable}, several times slower than "
+            f"coverage.py's C tracer; install it there for faster runs: {sys.executable} -m pip install coverage"
+        )
+        recorders: dict[str, Any] = {}
+        data = self.data
+
+        def global_trace(frame: FrameType, event: str, arg: Any) -> Any:
+            filename = frame.f_code.co_filename
+            try:
+                return recorders[filename]
+            except KeyError:
+                pass
+            recorder = None
+            if file_id(filename) is not None:
+                recorder = _line_recorder(data.setdefault(filename, set()).add)
+            recorders[filename] = recorder
+            return recorder
+
+        self.global_trace = global_trace
+
+    def start(self) -> None:
+        sys.settrace(self.global_trace)
+        threading.settrace(self.global_trace)
+
+    def intact(self) -> bool:
+        return sys.gettrace() is self.global_trace
+
+    def repair(self) -> None:
+        self.start()
+
+
+# -- the layers' call sites ---------------------------------------------------------------
+
+
+def report_outside(collector: Collector | None, send: Callable[..., None], generation: int, first: bool = False) -> None:
+    """Zygote side: send the lines run outside tests since the last call, as ``coverage_base``."""
+    if collector is None:
+        return
+    files = collector.take_outside()
+    if files:
+        send("coverage_base", generation=generation, files=files)
+    if first and collector.note:
+        send("warning", text=collector.note)
+
+
+def ring_for_child(collector: Collector | None, send: Callable[..., None], generation: int) -> coverage_ring.Ring | None:
+    """Right before a fork: what the zygote itself ran goes out first, then a ring for the child."""
+    if collector is None:
+        return None
+    report_outside(collector, send, generation)
+    return collector.new_ring()
+
+
+def hand_over(collector: Collector | None, ring: coverage_ring.Ring | None, conn: Any, worker: int) -> None:
+    """In the child, once it has a job: the ring's descriptor to the supervisor, hits from now on into it."""
+    if collector is None or ring is None:
+        return
+    from . import wire
+
+    wire.send_fds(conn, "coverage_ring", [ring.fd], worker=worker, pid=os.getpid())
+    ring.close_fd()
+    collector.attach(ring)

@@ -1,0 +1,280 @@
+"""The coverage ring: wraparound, overflow, a writer and a reader in two processes, a writer killed mid-record.
+
+Each contract is pinned by two arms (the case that must hold and the case
+next to it), and each docstring names the regression it catches. Every
+test's lines here are a pure function of its test id, so any entry read
+from the wrong slot, test or lap shows as a wrong set, not just a count.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from array import array
+from pathlib import Path
+
+import pytest
+
+from tach_ls.engine import coverage_ring as cr
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = [f"/w/f{i}.py" for i in range(7)]
+
+
+def lines_of(test: int) -> list[tuple[int, int]]:
+    """The (file id, line) pairs test ``test`` hits: deterministic, different per test."""
+    return [((test + i) % len(FILES), 10 * test + i) for i in range(test % 9 + 1)]
+
+
+def packed(test: int) -> set[int]:
+    return {f << 32 | line for f, line in lines_of(test)}
+
+
+def write(writer: cr.RingWriter, test: int) -> int:
+    pairs = lines_of(test)
+    return writer.write_test(test, array("I", [p[1] for p in pairs]), array("I", [p[0] for p in pairs]))
+
+
+def new_ring(capacity: int) -> tuple[cr.RingWriter, cr.RingReader]:
+    ring = cr.create(capacity, table_bytes=4096)
+    writer = cr.RingWriter(ring)
+    writer.publish_files(FILES)
+    return writer, cr.RingReader(ring)
+
+
+@pytest.mark.parametrize("capacity", [1 << 12, 16], ids=["no-wrap", "wraps"])
+def test_wraparound(capacity: int) -> None:
+    """Regression: an entry split across the end of the ring, or a slot read from the previous lap.
+
+    Arms: a ring large enough never to wrap, and one of 16 entries that wraps
+    every two tests; both must give every test exactly its own lines.
+    """
+    writer, reader = new_ring(capacity)
+    for test in range(1, 61):
+        assert write(writer, test) == 0
+        got = reader.take(test)
+        assert got.complete and got.hits == packed(test), test
+    wrapped = reader.read > capacity
+    assert wrapped == (capacity == 16)
+    assert reader.overflow == 0 and reader.torn == 0 and reader.finish() == 0
+
+
+@pytest.mark.parametrize("drain_each", [True, False], ids=["reader-keeps-up", "reader-lags"])
+def test_overflow_is_counted_and_marks_partial(drain_each: bool) -> None:
+    """Regression: a full ring overwriting unread entries, or dropping them while the test looks complete.
+
+    Arms: a reader that drains after every test (nothing dropped, all
+    complete) and one that drains only at the end (the tests that did not
+    fit are partial, the count of dropped hits is exact, and the lines that
+    did arrive are still right).
+    """
+    writer, reader = new_ring(32)
+    dropped = 0
+    results = {}
+    for test in range(1, 13):
+        dropped += write(writer, test)
+        if drain_each:
+            results[test] = reader.take(test)
+    if not drain_each:
+        results = {test: reader.take(test) for test in range(1, 13)}
+    assert reader.overflow == dropped
+    if drain_each:
+        assert dropped == 0 and all(r.complete and r.hits == packed(t) for t, r in results.items())
+        return
+    assert dropped > 0
+    partial = [t for t, r in results.items() if not r.complete]
+    assert partial, "a lagging reader must see partial tests"
+    for test, got in results.items():
+        assert got.hits <= packed(test)
+        assert got.complete == (got.hits == packed(test) and test not in partial)
+    assert reader.take(12).hits == set()  # taken once: forgotten
+
+
+def test_a_test_whose_end_entry_was_dropped_is_partial() -> None:
+    """Regression: a ring so full that even the end entry is lost, and the test's hits counted as whole."""
+    writer, reader = new_ring(8)
+    assert write(writer, 6) == 0  # 8 entries: 7 hits + the end entry, the ring is full
+    assert write(writer, 8) == 10  # no room at all: its 9 hits and its end entry dropped
+    assert reader.take(6).complete
+    got = reader.take(8)
+    assert not got.complete and got.hits == set()
+    assert write(writer, 3) == 0 and reader.take(3).complete  # and the ring goes on
+
+
+def test_unknown_file_id_and_full_table_mark_partial() -> None:
+    """Regression: hits of a file whose path never reached the table resolved to nothing, silently."""
+    ring = cr.create(64, table_bytes=64)
+    writer, reader = cr.RingWriter(ring), cr.RingReader(ring)
+    writer.publish_files(["/w/a.py", "/w/" + "b" * ring.table_size + ".py"])  # the second does not fit the table
+    assert writer.table_full and writer.files_published == 1
+    writer.write_test(1, array("I", [3]), array("I", [0]))
+    writer.write_test(2, array("I", [4]), array("I", [1]))
+    first, second = reader.take(1), reader.take(2)
+    assert not first.complete and not second.complete  # the table is full: the writer marks every test partial
+    assert reader.files == {0: "/w/a.py"}
+
+
+def test_lines_outside_tests_accumulate_under_id_zero() -> None:
+    writer, reader = new_ring(64)
+    writer.write_test(0, array("I", [1, 2]), array("I", [0, 0]))
+    write(writer, 5)
+    writer.write_test(0, array("I", [3]), array("I", [1]))
+    assert reader.take(5).hits == packed(5)
+    assert reader.outside == {1, 2, 1 << 32 | 3}
+
+
+@pytest.mark.parametrize("corrupt", [False, True], ids=["intact", "torn-entry"])
+def test_a_published_entry_that_fails_its_check_is_dropped(corrupt: bool) -> None:
+    """Regression: a torn or stale slot inside the published range read as a real line of the test.
+
+    Arms: the same three tests with the middle one's first entry intact, and
+    with its line field not written (as a store reordered past the index
+    would leave it on a weakly ordered CPU): that test is partial without the
+    bad entry, its neighbours untouched.
+    """
+    writer, reader = new_ring(64)
+    for test in (1, 2, 3):
+        write(writer, test)
+    if corrupt:
+        slot = len(lines_of(1)) + 1  # test 2's first entry
+        at = cr.ENTRIES_AT + slot * cr.ENTRY
+        writer.ring.mm[at : at + 4] = bytes(4)
+    got = {test: reader.take(test) for test in (1, 2, 3)}
+    assert got[1].complete and got[1].hits == packed(1)
+    assert got[3].complete and got[3].hits == packed(3)
+    assert got[2].complete is not corrupt
+    assert got[2].hits == (packed(2) - {min(packed(2), key=lambda h: h & 0xFFFFFFFF)} if corrupt else packed(2))
+    assert reader.torn == (1 if corrupt else 0)
+
+
+WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from array import array
+    sys.path.insert(0, {repo!r})
+    from tach_ls.engine import coverage_ring as cr
+    from tests.unit.test_coverage_ring import FILES, lines_of
+
+    ring = cr.attach(int(sys.argv[1]))
+    writer = cr.RingWriter(ring)
+    writer.publish_files(FILES)
+    mode, count = sys.argv[2], int(sys.argv[3])
+    for test in range(1, count + 1):
+        pairs = lines_of(test)
+        while mode == "paced" and ring.capacity - (writer.write - ring.load(cr.READ_AT)) < len(pairs) + 1:
+            pass  # only this test waits for the reader: a worker never does, it counts an overflow
+        writer.write_test(test, array("I", [p[1] for p in pairs]), array("I", [p[0] for p in pairs]))
+    if mode == "killed-mid-record":
+        # What a SIGKILL in the middle of the copy leaves: the next test's first entry half written,
+        # the write index not yet moved.
+        slot = writer.write % ring.capacity
+        at = cr.ENTRIES_AT + slot * cr.ENTRY
+        ring.mm[at : at + 8] = (12345).to_bytes(4, "little") + (1).to_bytes(4, "little")
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "endless":
+        test = count
+        while True:
+            test += 1
+            pairs = lines_of(test)
+            writer.write_test(test, array("I", [p[1] for p in pairs]), array("I", [p[0] for p in pairs]))
+    """
+).format(repo=str(REPO))
+
+
+def spawn_writer(ring: cr.Ring, mode: str, count: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(ring.fd), mode, str(count)], pass_fds=[ring.fd], cwd=REPO
+    )
+
+
+def drain_until_exit(reader: cr.RingReader, proc: subprocess.Popen[bytes], bound: float = 30.0) -> dict[int, cr.TestHits]:
+    """Drain concurrently while the writer runs; every test id seen so far, taken."""
+    deadline = time.monotonic() + bound
+    while proc.poll() is None:
+        reader.drain()
+        assert time.monotonic() < deadline, "writer did not finish"
+    reader.finish()
+    return {test: reader.take(test) for test in list(reader.tests)}
+
+
+@pytest.mark.parametrize(
+    ("capacity", "mode"), [(1 << 16, "clean"), (64, "paced"), (64, "clean")], ids=["roomy", "tight-paced", "tight-overflowing"]
+)
+def test_concurrent_writer_and_reader_in_two_processes(capacity: int, mode: str, tmp_path: Path) -> None:
+    """Regression: the reader seeing an index before the entries it covers, across two processes.
+
+    The writer is another process that maps the ring from its descriptor (as
+    the supervisor maps a worker's) and writes 3000 tests while this process
+    drains. Arms: a roomy ring (no wrap; every test complete and exact), a
+    tight one whose writer waits for room so the ring wraps hundreds of times
+    under both processes (every test still complete and exact), and a tight
+    one whose writer does not wait (it overflows: a complete test is exact,
+    a partial one holds only its own lines).
+    """
+    writer, reader = new_ring(capacity)
+    proc = spawn_writer(writer.ring, mode, 3000, tmp_path)
+    seen = drain_until_exit(reader, proc)
+    assert proc.returncode == 0
+    assert reader.torn == 0 and not reader.broken
+    complete = [t for t, got in seen.items() if got.complete]
+    for test, got in seen.items():
+        assert got.hits == packed(test) if got.complete else got.hits <= packed(test), test
+    if mode == "clean" and capacity == 64:
+        assert complete and reader.overflow > 0
+        return
+    assert len(complete) == 3000 and reader.overflow == 0
+    assert (reader.read > 100 * capacity) == (capacity == 64)
+
+
+@pytest.mark.parametrize("mode", ["clean", "killed-mid-record"])
+def test_writer_killed_mid_record(mode: str, tmp_path: Path) -> None:
+    """Regression: a half-written entry of a killed worker read as a line, or its test reported complete.
+
+    Arms: a writer that exits after its 40th test, and one SIGKILLed while
+    copying the 41st test's first entry. The torn entry is counted and dropped,
+    the 40 tests before it are complete and exact, test 41 has nothing.
+    """
+    writer, reader = new_ring(1 << 10)
+    proc = spawn_writer(writer.ring, mode, 40, tmp_path)
+    seen = drain_until_exit(reader, proc)
+    killed = mode == "killed-mid-record"
+    assert proc.returncode == (-signal.SIGKILL if killed else 0)
+    assert all(seen[t].complete and seen[t].hits == packed(t) for t in range(1, 41))
+    assert reader.torn == (1 if killed else 0)
+    assert 41 not in seen and not reader.take(41).complete
+
+
+def test_writer_killed_at_a_random_moment_is_never_wrong(tmp_path: Path) -> None:
+    """Regression: any kill point of a busy writer leaving a wrong line on a complete test."""
+    for _ in range(3):
+        writer, reader = new_ring(256)
+        proc = spawn_writer(writer.ring, "endless", 0, tmp_path)
+        deadline = time.monotonic() + 20
+        while reader.read < 2000:
+            reader.drain()
+            assert time.monotonic() < deadline, "the writer wrote nothing"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        reader.finish()
+        for test in list(reader.tests):
+            got = reader.take(test)
+            assert got.hits == packed(test) if got.complete else got.hits <= packed(test)
+
+
+def test_attach_refuses_what_is_not_a_ring() -> None:
+    fd = os.memfd_create("not-a-ring")
+    os.ftruncate(fd, 4096)
+    with pytest.raises(cr.RingError):
+        cr.attach(fd)
+
+
+def test_stamps_skip_zero_across_the_32_bit_wrap() -> None:
+    got = cr.stamps(cr.STAMP_MODULO - 2, 4)
+    assert list(got) == [cr.STAMP_MODULO - 1, cr.STAMP_MODULO, 1, 2]
+    assert 0 not in got
