@@ -32,16 +32,18 @@ from tach_ls.fingerprints import MODULE, Block, LineIndex, blocks_of_source
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+-- schema 2: file_blocks has kind/start/end_ (older stores are dropped by _migrate)
 CREATE TABLE IF NOT EXISTS tests (nodeid TEXT PRIMARY KEY, outcome TEXT, duration_ms REAL, recorded REAL, complete INTEGER);
 CREATE TABLE IF NOT EXISTS test_blocks (nodeid TEXT, file TEXT, block TEXT, PRIMARY KEY (nodeid, file, block)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS test_blocks_by_file ON test_blocks (file, block);
 CREATE TABLE IF NOT EXISTS test_files (nodeid TEXT, file TEXT, PRIMARY KEY (nodeid, file)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS test_files_by_file ON test_files (file);
 CREATE TABLE IF NOT EXISTS test_net (nodeid TEXT, endpoint TEXT, PRIMARY KEY (nodeid, endpoint)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS file_blocks (file TEXT, block TEXT, digest TEXT, PRIMARY KEY (file, block)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS file_blocks (file TEXT, block TEXT, digest TEXT, kind TEXT, start INTEGER, end_ INTEGER, PRIMARY KEY (file, block)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS file_state (file TEXT PRIMARY KEY, digest TEXT, imports TEXT);
 """
 FAILED = ("failed", "error", "crashed", "timeout")
+SCHEMA_VERSION = 2
 Adder = Callable[[Iterable[str], str], None]
 
 
@@ -96,7 +98,19 @@ class ImpactStore:
         self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
         self.db.executescript(SCHEMA)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    def _migrate(self) -> None:
+        """A store from another schema is dropped: it is a cache of what runs told us."""
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.OperationalError:
+            return  # a new store
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            for table in ("meta", "tests", "test_blocks", "test_files", "test_net", "file_blocks", "file_state"):
+                self.db.execute(f"DROP TABLE IF EXISTS {table}")  # noqa: S608 - fixed names
 
     def close(self) -> None:
         self.db.close()
@@ -112,22 +126,29 @@ class ImpactStore:
         records = list(records)
         files = {f for r in records for f in r.lines} | {f for r in records for f in r.opened if f.endswith(".py")}
         fingerprints: dict[str, tuple[list[Block] | None, str, list[str]]] = {}
+        known = self.recorded_files()
+        unchanged: dict[str, list[Block]] = {}
         for rel in files:
             try:
                 data = (root / rel).read_bytes()
             except OSError:
                 continue
+            digest = content_digest(data)
+            if known.get(rel) == digest:
+                unchanged[rel] = self._stored_blocks(rel)  # same text: no need to parse it again
+                continue
             blocks = blocks_of_source(data)
-            fingerprints[rel] = (blocks, content_digest(data), sorted(_imports(data, rel)))
+            fingerprints[rel] = (blocks, digest, sorted(_imports(data, rel)))
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute("INSERT OR REPLACE INTO meta VALUES ('env', ?)", (env_key,))
             for rel, (blocks, digest, imports) in fingerprints.items():
                 cur.execute("DELETE FROM file_blocks WHERE file=?", (rel,))
-                cur.executemany("INSERT INTO file_blocks VALUES (?,?,?)", [(rel, b.name, b.digest) for b in blocks or []])
+                cur.executemany("INSERT INTO file_blocks VALUES (?,?,?,?,?,?)", [(rel, b.name, b.digest, b.kind, b.start, b.end) for b in blocks or []])
                 cur.execute("INSERT OR REPLACE INTO file_state VALUES (?,?,?)", (rel, digest, json.dumps(imports)))
             indexes = {rel: LineIndex(fp[0]) for rel, fp in fingerprints.items() if fp[0] is not None}
+            indexes.update({rel: LineIndex(blocks) for rel, blocks in unchanged.items() if blocks})
             now = time.time()
             for r in records:
                 cur.execute("INSERT OR REPLACE INTO tests VALUES (?,?,?,?,?)", (r.nodeid, r.outcome, r.duration_ms, now, int(r.complete)))
@@ -155,6 +176,10 @@ class ImpactStore:
             for table in ("tests", "test_blocks", "test_files", "test_net"):
                 cur.execute(f"DELETE FROM {table} WHERE nodeid=?", (n,))  # noqa: S608
         cur.execute("COMMIT")
+
+    def _stored_blocks(self, rel: str) -> list[Block]:
+        rows = self.db.execute("SELECT block, kind, start, end_, digest FROM file_blocks WHERE file=?", (rel,))
+        return [Block(name, kind, start, end, digest) for name, kind, start, end, digest in rows]
 
     # -- queries ---------------------------------------------------------------------
     def known_tests(self) -> dict[str, tuple[str, float, bool]]:

@@ -28,6 +28,8 @@ class Runner:
         self._save_task: asyncio.Task[Any] | None = None
         self._save_queued: list[str] | None = None
         self.save_runs_started = 0  # observable for tests of coalescing
+        self._record_lock = asyncio.Lock()
+        self._pending_records: set[asyncio.Task[Any]] = set()
 
     # -- one run ------------------------------------------------------------------------
     async def run(self, args: list[str], reason: str) -> dict[str, Any]:
@@ -97,7 +99,13 @@ class Runner:
         ws.client.notify(protocol.RUN_FINISHED, protocol.payload(finished_msg))
         progress.end(f"{finished_msg.passed} passed, {finished_msg.failed} failed")
         ws.client.refresh_lenses()
-        await loop.run_in_executor(None, ws.record_impact, list(summary.results))
+        if getattr(summary, "coverage", None) is not None:
+            from tach_ls import coverage_data
+
+            reports = await loop.run_in_executor(None, coverage_data.analyze, ws.index.root, summary.coverage.files)
+            for msg in ws.coverage_messages(summary.coverage, reports):
+                ws.client.notify(protocol.COVERAGE, protocol.payload(msg))
+        self._record_later(list(summary.results))
         if cancelled_by_client:
             raise asyncio.CancelledError()
         out = protocol.payload(finished_msg)
@@ -105,6 +113,17 @@ class Runner:
         out["exit_code"] = summary.exit_code
         out["engine_errors"] = list(summary.errors)
         return out
+
+    def _record_later(self, results: list[Any]) -> None:
+        """Record the run for impact analysis after answering: off the click's critical path, in order."""
+
+        async def record() -> None:
+            async with self._record_lock:
+                await asyncio.get_running_loop().run_in_executor(None, self.ws.record_impact, results)
+
+        task = asyncio.get_running_loop().create_task(record())
+        self._pending_records.add(task)
+        task.add_done_callback(self._pending_records.discard)
 
     def cancel(self, run_id: int | None = None) -> list[int]:
         ids = [run_id] if run_id is not None else list(self.handles)
