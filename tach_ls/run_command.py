@@ -26,20 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--junit-xml", metavar="FILE", help="also write JUnit XML to FILE")
     parser.add_argument("--lcov", metavar="FILE", help="write the run's line coverage to FILE as LCOV (implies --coverage)")
     parser.add_argument("--coverage", action="store_true", help="collect per-test line coverage; print a coverage table (json: coverage events)")
-    parser.add_argument("--affected", action="store_true", help="run only tests affected by changes (not available yet)")
+    parser.add_argument("--affected", action="store_true", help="run only the tests the changes since the last recorded run can affect (implies --coverage)")
+    parser.add_argument("--since", metavar="REV", help="with --affected: the changes are git's since REV (committed, staged, unstaged, untracked)")
+    parser.add_argument("--explain", action="store_true", help="with --affected: print each selected test with its reason")
     parser.add_argument("--isolation", choices=("off", "auto", "strict"), default="auto", help="private /tmp, project overlay, network and /proc per worker: auto isolates what the system allows, strict refuses to run without all of it")
     parser.add_argument("--show-writes", action="store_true", help="list the files each test wrote into the project (discarded by the isolation overlay)")
     parser.add_argument("--mode", choices=("fork", "spawn"), default="fork", help="fork from the warm zygote, or a fresh interpreter per batch")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per-test time limit (default 300)")
     parser.add_argument("--python", metavar="PATH", help="the project's interpreter (default: VIRTUAL_ENV, .venv, venv, this one)")
-
-
-def _not_yet(args: argparse.Namespace) -> None:
-    notes = []
-    if args.affected:
-        notes.append("--affected (running the whole selection)")
-    for note in notes:
-        sys.stderr.write(f"tach-ls: {note} is not available yet\n")
 
 
 def _collect_args(targets: list[str]) -> list[str]:
@@ -62,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     from tach_ls.report.junit import JunitReporter
     from tach_ls.report.ndjson import NdjsonReporter
 
-    _not_yet(args)
     root = Path.cwd()
     for target in args.targets:
         if not os.path.exists(target.split("::", 1)[0]):
@@ -70,10 +63,21 @@ def run(args: argparse.Namespace) -> int:
             return 4
     try:
         python = interpreter.find(root, args.python)
-        interpreter.check(python)
+        checked = interpreter.check(python)
     except interpreter.InterpreterError as exc:
         sys.stderr.write(f"tach-ls: {exc}\n")
         return 4
+    impact = _Impact(root, str(python), ".".join(map(str, checked.version)), args)
+    if args.affected:
+        args.coverage = True  # keep the store precise for the next selection
+        selected = impact.select(args.targets)
+        if selected is None:
+            return 4
+        if not selected:
+            sys.stdout.write("tach-ls: no test is affected by the changes\n")
+            impact.close()
+            return 0
+        args.targets = selected
 
     reporters: list[Reporter] = [NdjsonReporter(sys.stdout) if args.format == "json" else HumanReporter(sys.stdout)]
     if args.junit_xml:
@@ -136,7 +140,65 @@ def run(args: argparse.Namespace) -> int:
     if supervisor.status.state == EngineState.FAILED:
         sys.stderr.write(f"tach-ls: the zygote failed: {supervisor.status.detail}\n")
     supervisor.shutdown()
+    impact.record(summary.results)
     return summary.exit_code
+
+
+class _Impact:
+    """--affected / --since / --explain, and recording every run in the impact store."""
+
+    def __init__(self, root: Path, python: str, version: str, args: argparse.Namespace) -> None:
+        from tach_ls import impact_session
+        from tach_ls.index import WorkspaceIndex
+
+        self.args = args
+        self.root = root
+        self.index = WorkspaceIndex(root, list(args.targets))
+        self.env = impact_session.environment(root, python, self.index.cfg.inifile, version)
+        try:
+            self.store: Any = impact_session.open_store(self.index.root)
+        except Exception as exc:  # a read-only checkout: run, just without impact data
+            sys.stderr.write(f"tach-ls warning: impact store unavailable: {exc}\n")
+            self.store = None
+
+    def select(self, targets: list[str]) -> list[str] | None:
+        """The affected node ids among `targets` (or the whole suite); None on a usage error."""
+        from tach_ls import impact_session
+        from tach_ls.impact_env import GitError, changed_since
+
+        self.index.build()
+        all_tests = [i.nodeid for i in self.index.items(include_deselected=False)]
+        if self.store is None:
+            return all_tests
+        try:
+            changed = changed_since(self.index.root, self.args.since) if self.args.since else None
+        except GitError as exc:
+            sys.stderr.write(f"tach-ls: --since {self.args.since}: {exc}\n")
+            return None
+        selection = impact_session.select_affected(self.store, self.index.root, all_tests, self.env, changed)
+        if self.args.explain:
+            out = sys.stderr if self.args.format == "json" else sys.stdout
+            out.write(selection.explain() + "\n")
+            skipped = selection.total - len(selection.selected)
+            out.write(f"  ({skipped} tests skipped: nothing they depend on changed)\n")
+        # The engine runs node ids relative to the rootdir, as the index writes them.
+        return [str(self.index.root / s.nodeid.split("::", 1)[0]) + ("::" + s.nodeid.split("::", 1)[1] if "::" in s.nodeid else "") for s in selection.selected]
+
+    def record(self, results: list[Any]) -> None:
+        from tach_ls import impact_session
+
+        if self.store is None:
+            return
+        try:
+            impact_session.record_run(self.store, self.index.root, results, self.env)
+        except Exception as exc:
+            sys.stderr.write(f"tach-ls warning: could not record the run for impact analysis: {exc}\n")
+        self.close()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
 
 def _report_coverage(args: argparse.Namespace, root: Path, coverage: Any, main: object) -> None:

@@ -1,0 +1,56 @@
+"""`tach-ls run --affected`: records every run, then runs only what a change can affect, with reasons."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "projects" / "lsp_basic"
+
+
+def tach(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("VIRTUAL_ENV", None)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from tach_ls.cli import main; sys.exit(main())", "run", "--python", sys.executable, *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def finished(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {e["test"]: e["status"] for e in events if e["event"] == "test_finished"}
+
+
+def test_affected_runs_only_what_a_change_reaches(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(FIXTURE, project)
+    (project / "tests" / "test_slow.py").unlink()
+    first = tach(project, "--coverage", "--format", "json")
+    assert len(finished(first)) == 5, first.stderr
+    nothing = tach(project, "--affected", "--format", "json", "--explain")
+    assert finished(nothing) == {"tests/test_calc.py::test_add_wrong": "failed"}, "only last time's failure"
+    lib = project / "src" / "calc" / "__init__.py"
+    lib.write_text(lib.read_text().replace("return a / b", "return a // b"))
+    changed = tach(project, "--affected", "--format", "json", "--explain")
+    assert set(finished(changed)) == {
+        "tests/test_calc.py::test_add_wrong",
+        "tests/test_calc.py::test_div[1-1-1]",
+        "tests/test_calc.py::test_div[6-3-2]",
+        "tests/test_calc.py::TestDiv::test_by_zero",
+    }
+    assert "executed src/calc/__init__.py::div, which changed" in changed.stderr
+    comment = tach(project, "--affected", "--format", "json")
+    assert set(finished(comment)) == {"tests/test_calc.py::test_add_wrong"}, "a recorded state selects nothing new"
+
+
+def test_since_a_bad_revision_is_a_usage_error(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(FIXTURE, project)
+    proc = tach(project, "--affected", "--since", "no-such-rev")
+    assert proc.returncode == 4 and "--since no-such-rev" in proc.stderr
