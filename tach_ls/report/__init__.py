@@ -6,8 +6,11 @@
   ``run_start``, ``test_finished``, ``run_finished``.
 - ``junit``: ``--junit-xml FILE``, the JUnit XML that CI systems read.
 
-lcov (coverage) comes with the coverage work. Reporters depend only on
-``tach_ls.engine.results`` and ``tach_ls.engine.runs.RunSummary``.
+- ``lcov``: ``--lcov FILE`` (DA/LF/LH per file); ``coverage_table``: the
+  coverage table of ``--coverage``.
+- ``diagnostics``: results and index errors as LSP diagnostics (server side).
+
+Reporters depend only on ``tach_ls.engine.results`` and ``tach_ls.engine.runs.RunSummary``.
 """
 
 from __future__ import annotations
