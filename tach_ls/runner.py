@@ -125,6 +125,10 @@ class Runner:
         self._pending_records.add(task)
         task.add_done_callback(self._pending_records.discard)
 
+    @property
+    def pending_records(self) -> list[asyncio.Task[Any]]:
+        return list(self._pending_records)
+
     def cancel(self, run_id: int | None = None) -> list[int]:
         ids = [run_id] if run_id is not None else list(self.handles)
         for rid in ids:

@@ -314,8 +314,11 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
         return await folder.ws.debug(nodeid)
 
     @server.feature(types.SHUTDOWN)
-    def on_shutdown(ls: TachServer, params: Any) -> None:
+    async def on_shutdown(ls: TachServer, params: Any) -> None:
         ls.stop_watching()
+        pending = [task for f in ls.folders.all() for task in f.runner.pending_records]
+        if pending:
+            await asyncio.wait(pending, timeout=5)  # finish recording runs before the stores close
         ls.folders.shutdown()
 
     return server

@@ -234,8 +234,11 @@ def test_run_affected_runs_the_written_file(e2e: dict[str, Any]) -> None:
     """:TachRunAffected without arguments sends the files written since the last one."""
     seen = observed(e2e, "affected")
     assert seen["started"]["reason"] == "affected"
-    assert TEST_FILE in seen["started"]["tests"], seen["started"]
-    assert seen["finished"]["total"] == 5 and seen["finished"]["failed"] == 2, seen["finished"]
+    started = seen["started"]["tests"]
+    # The impact store selects the failing tests of the written file (failed last time), every
+    # test whose dependencies are not fully known (coverage off), and tests never run (the slow one).
+    assert {f"{TEST_FILE}::test_area", f"{TEST_FILE}::test_area_wrong"} <= set(started), started
+    assert "tests/test_slow.py::test_waits_for_a_file_that_never_comes" in started, started
 
 
 def test_run_all_then_cancel_clears_the_running_sign(e2e: dict[str, Any]) -> None:

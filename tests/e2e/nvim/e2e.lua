@@ -93,7 +93,13 @@ H.run(function()
 
   H.step("run what the written file affects")
   before = H.count("RunFinished")
+  local started_before = H.count("RunStarted")
   vim.cmd("TachRunAffected") -- no arguments: the files written since the last one
+  H.wait("the affected run to start", function()
+    return H.count("RunStarted") > started_before
+  end)
+  -- Tests never run before are selected too (no record yet), the slow one among them: stop there.
+  vim.cmd("TachCancel")
   H.wait("the affected run to finish", H.run_finished_after(before))
   H.report.observed.affected = { started = H.last("RunStarted"), finished = H.last("RunFinished") }
 
