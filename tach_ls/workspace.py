@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tach_ls import protocol
+from tach_ls.coverage_index import CoverageIndex
 from tach_ls.impact import ImpactStore
 from tach_ls.impact_session import environment, open_store, record_run, select_affected
 from tach_ls.index import WorkspaceIndex
@@ -92,6 +93,7 @@ class Workspace:
         self.changed_since_run: set[str] = set()  # paths saved since the last run started
         self.collect_errors: dict[str, tuple[int, str]] = {}  # rel -> (0-based line, message) from real collection
         self.last_selection: dict[str, str] = {}  # nodeid -> why the last affected run selected it
+        self.coverage = CoverageIndex()  # which tests ran each line, and the gutters last sent
         try:
             self.impact: ImpactStore | None = open_store(root)
         except Exception:  # a read-only workspace: impact analysis falls back to the conservative rules
@@ -159,6 +161,7 @@ class Workspace:
         prefix = rel + "::"
         for nodeid in [n for n in self.results if n.startswith(prefix)]:
             del self.results[nodeid]
+        self.coverage.forget_tests(prefix)
         return self.file_tree(rel)
 
     def lenses(self, uri: str) -> list[Lens]:
@@ -169,14 +172,14 @@ class Workspace:
         return code_lenses(fi, uri, self._last)
 
     def hover(self, uri: str, line: int) -> str | None:
-        """Markdown for a hover on `line` (0-based): the last result of the test defined there."""
+        """Markdown for a hover on `line` (0-based): the last result of the test defined there,
+        else the tests that executed that line in the last runs with coverage."""
         rel = self.rel(uri)
         fi = self.index.files.get(rel)
-        if fi is None:
-            return None
-        items = [i for i in fi.items if i.start_line - 1 <= line <= i.end_line - 1]
+        items = [i for i in fi.items if i.start_line - 1 <= line <= i.end_line - 1] if fi is not None else []
         if not items:
-            return None
+            disk = self._buffer_to_disk(rel, line)
+            return self.coverage.hover(rel, disk + 1) if disk is not None else None
         parts: list[str] = []
         for item in items[:20]:
             stored = self.results.get(item.nodeid)
@@ -221,6 +224,39 @@ class Workspace:
         except OSError:
             return None
         return LineMap(disk, buf.lines)(line)
+
+    def _buffer_to_disk(self, rel: str, line: int) -> int | None:
+        buf = self.buffers.get(rel)
+        if buf is None:
+            return line
+        try:
+            disk = (self.index.root / rel).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        except OSError:
+            return None
+        return LineMap(buf.lines, disk)(line)
+
+    def coverage_messages(self, run_coverage: Any, reports: dict[str, Any]) -> list[protocol.CoverageMsg]:
+        """Take a run's coverage (``RunCoverage`` and its ``coverage_data`` reports); the
+        ``tach/coverage`` messages for the files whose gutters changed, lines 0-based and
+        moved to the open buffer's lines when it has unsaved edits."""
+        self.coverage.update(run_coverage.tests, run_coverage.partial)
+        out = []
+        for report in self.coverage.changed(reports):
+            to_buffer = self._disk_to_buffer_map(report.rel)
+            covered = [n for n in (to_buffer(line - 1) for line in report.covered) if n is not None]
+            missed = [n for n in (to_buffer(line - 1) for line in report.missed) if n is not None]
+            out.append(protocol.CoverageMsg(self.uri_of(report.rel), covered, missed))
+        return out
+
+    def _disk_to_buffer_map(self, rel: str) -> Callable[[int], int | None]:
+        buf = self.buffers.get(rel)
+        if buf is None:
+            return lambda line: line
+        try:
+            disk = (self.index.root / rel).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        except OSError:
+            return lambda line: None
+        return LineMap(disk, buf.lines)
 
     def _remap_results(self, rel: str, old: list[str], new: list[str]) -> None:
         affected = [s for s in self.results.values() if s.rel == rel and s.last.line is not None]
@@ -276,9 +312,10 @@ class Workspace:
             return None
         rels = [self.index_rel(Path(p)) for p in paths]
         if self.impact is not None and self.impact.known_tests():
-            texts = {r: "".join(self.buffers[r].lines).encode() for r in rels if r in self.buffers}
+            # The engine runs what is on disk (a save just wrote it): compare that, not a buffer
+            # whose debounced re-index may not have caught up with the last keystrokes.
             all_tests = [i.nodeid for fi in self.index.files.values() for i in fi.items if not i.deselected]
-            selection = select_affected(self.impact, self.index.root, all_tests, self.impact_env(), rels, texts)
+            selection = select_affected(self.impact, self.index.root, all_tests, self.impact_env(), rels)
             self.last_selection = {s.nodeid: s.reason for s in selection.selected}
             return [s.nodeid for s in selection.selected] or None
         if any(r not in self.index.files for r in rels):

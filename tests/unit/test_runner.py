@@ -118,3 +118,18 @@ async def test_save_targets_follow_the_setting(tmp_path: Path) -> None:
     ws.settings = replace(ws.settings, runOnSave="affected")
     assert ws.save_targets(ws.uri_of("src/lib.py")) == []  # affected: unknown users -> everything
     assert ws.save_targets(uri) == ["tests/test_a.py"]
+
+
+async def test_affected_on_save_compares_the_saved_file_not_a_stale_buffer(tmp_path: Path) -> None:
+    """Regression: a save's selection used the debounced buffer, which can still hold the old text."""
+    from tach_ls.engine.results import Status, TestResult
+
+    ws, runner, engine, client = make(tmp_path)
+    result = TestResult("tests/test_a.py::test_b", Status.PASSED, 1.0, path="tests/test_a.py", line=2)
+    result.coverage = {"tests/test_a.py": [2]}  # type: ignore[attr-defined]
+    ws.record_impact([result, TestResult("tests/test_a.py::test_a", Status.PASSED, 1.0, path="tests/test_a.py", line=1)])
+    old = (tmp_path / "tests/test_a.py").read_text()
+    ws.update_buffer(ws.uri_of("tests/test_a.py"), old, 1)  # the buffer the debounce last indexed
+    (tmp_path / "tests/test_a.py").write_text(old.replace("def test_b(): pass", "def test_b(): assert False"))
+    targets = ws.affected_targets([str(tmp_path / "tests/test_a.py")])
+    assert targets is not None and "tests/test_a.py::test_b" in targets

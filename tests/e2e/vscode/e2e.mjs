@@ -209,6 +209,8 @@ async function main() {
   });
 
   await step('continuous_failure', async () => {
+    // The view's title actions show on hover; the coverage section (when coverage is on) takes the focus.
+    await page.hover('.pane-header:has-text("Test Explorer")');
     await page.click('a[aria-label="Start Continuous Run"]');
     await page.waitForSelector('a[aria-label="Stop Continuous Run"]');
     // Break test_add: line 7 `    assert add(1, 2) == 3` -> `== 4`, then save.
@@ -230,6 +232,7 @@ async function main() {
     const results = await page.$$eval('.test-output-peek-tree .monaco-list-row, .test-results .monaco-list-row', (rows) =>
       rows.map((r) => r.getAttribute('aria-label') ?? r.textContent ?? ''),
     );
+    await page.hover('.pane-header:has-text("Test Explorer")');
     await page.click('a[aria-label="Stop Continuous Run"]');
     await page.waitForSelector('a[aria-label="Start Continuous Run"]');
     return { lines, results, saveToFailureMs };
