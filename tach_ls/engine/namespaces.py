@@ -26,8 +26,9 @@ fork, once its output files are open:
   wrote (``show_writes``).
 - ``net``: a network namespace with ``lo`` up (``SIOCSIFFLAGS``, no ``ip``
   binary), so every worker can bind 127.0.0.1:8080 at once. An audit hook
-  turns a connection to anything but loopback (and a name lookup outside
-  ``/etc/hosts``) into an immediate error that says why.
+  (``nsutil.install_net_guard``) turns a connection to anything but
+  loopback, or a name lookup outside ``/etc/hosts``, into an immediate error
+  that says why.
 - ``proc``: the ``/proc`` guard. ``/proc/<parent>/cwd`` (or ``root``, or
   ``fd/N``) of the zygote would lead a test straight back to the host's
   project, around the overlay. A pid namespace would hide the other
@@ -45,13 +46,29 @@ fork, once its output files are open:
 - as an unprivileged user, a user namespace comes first (our uid and gid
   mapped to themselves) and gives the capabilities for the rest.
 
-Cost (2-core VM, Linux 6.18): about 1.3 ms of system time per *worker*,
-mostly creating the network namespace (0.6 ms) and the mount namespace
-(0.2 ms); the overlay, the tmpfs mounts, ``lo`` and Landlock take the rest.
-A click never waits for it: the standby child enters its namespaces before
-its job arrives. A full run pays it once per batch (a module's tests), not
-per test, and tests of one batch share their world as they share module
-fixtures.
+Scope: one world per worker. A click runs each test in its own worker, so
+each test gets a fresh world; a full run gives one world to each batch (a
+module's tests, with their module and session fixtures), whose tests run one
+after the other as under plain pytest and see each other's writes as they
+would there. Resetting the world between the tests of a batch would take
+away what a module fixture left in /tmp or the project for the module's
+tests: isolation must never fail a suite that passes under plain pytest.
+
+Cost, measured by ``bench/isolation.py`` (2-core VM, Linux 6.18, Flask):
+``enter`` takes about 1.5 ms in the child, mostly the network namespace
+(0.5 ms) and bringing ``lo`` up (0.1 ms, up to 1 ms while the kernel tears
+down earlier workers' namespaces under the same lock), then the mount
+namespace (0.1-0.2 ms), the overlay (0.1 ms), tmpfs mounts and Landlock
+(tens of microseconds each). The standby child enters before its job
+arrives, so a click does not wait for it; a full run pays it once per batch.
+
+Not covered: a ``TMPDIR`` outside /tmp and the project; files the zygote
+opened before the fork (their descriptors still reach the host file); a
+process that leaves the worker's process group (``setsid``) outlives the
+worker and keeps its namespaces alive, as it would outlive it without
+isolation. Other processes stay visible in ``/proc`` and can still be
+signalled (a test may kill its zygote on purpose). Tests that need the
+network or mount filesystems need ``--isolation off``.
 
 Levels: ``off`` does nothing. ``auto`` probes each feature once per session
 (``start_session``, in the base layer: a forked child really tries every
@@ -65,9 +82,8 @@ fallbacks.
 from __future__ import annotations
 
 import errno
+import json
 import os
-import socket
-import stat
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -148,7 +164,7 @@ class _World:
     applied: list[str]
     upper_fd: int = -1
     lower_fd: int = -1
-    seen: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    seen: nsutil.Seen = field(default_factory=dict)
 
 
 # -- session: decide once ------------------------------------------------------------------------------------------
@@ -203,7 +219,7 @@ def probe(level: str, root: str, *, keep: Iterable[tuple[str, bool]] = (), show_
     """Try every feature in a forked child, over the real project; the plan of what works."""
     root = os.path.realpath(root)
     draft = Plan(level=level, root=root, keep=_only_hidden(keep, root), show_writes=show_writes,
-                 local_names=_local_names(), userns=os.geteuid() != 0)  # fmt: skip
+                 local_names=nsutil.local_names(), userns=os.geteuid() != 0)  # fmt: skip
     found = _probe_child(draft, set(refuse))
     if draft.userns is False and not found["applied"] and found["refused"]:
         # Root without CAP_SYS_ADMIN (a container): a user namespace may still give it all.
@@ -235,17 +251,6 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def _local_names() -> list[str]:
-    names = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", socket.gethostname().lower()}
-    try:
-        with open("/etc/hosts", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                names.update(n.lower() for n in line.split("#", 1)[0].split()[1:])
-    except OSError:
-        pass
-    return sorted(names)
-
-
 def _probe_child(draft: Plan, refuse: set[str]) -> dict[str, Any]:
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -255,8 +260,6 @@ def _probe_child(draft: Plan, refuse: set[str]) -> dict[str, Any]:
             os.close(read_end)
             found = _build(draft, list(FEATURES), probing=True, refuse=refuse)
             payload = {"applied": found.applied, "refused": found.refused, "overlay_options": found.overlay_options}
-            import json
-
             os.write(write_end, json.dumps(payload).encode())
         except BaseException:  # noqa: BLE001 (the parent reads a crash as every feature refused)
             code = 3
@@ -271,8 +274,6 @@ def _probe_child(draft: Plan, refuse: set[str]) -> dict[str, Any]:
         chunks.append(data)
     os.close(read_end)
     _, status = os.waitpid(pid, 0)
-    import json
-
     try:
         return dict(json.loads(b"".join(chunks)))
     except ValueError:
@@ -283,23 +284,26 @@ def _probe_child(draft: Plan, refuse: set[str]) -> dict[str, Any]:
 # -- worker: enter the world ---------------------------------------------------------------------------------------
 
 
-def enter(plan_: Plan | None = None) -> list[str]:
+def enter(plan_: Plan | None = None, skip: Iterable[str] = ()) -> list[str]:
     """Isolate this freshly forked worker as the session's plan says; the features applied.
 
     Strict raises ``IsolationError`` when a feature fails here although the
     probe found it working; auto goes on without it (the result says so).
+    ``skip`` leaves features out for this worker (a debug worker must keep
+    the host's network, or the editor's debugger cannot reach its port).
     """
     global _world
     current = plan_ or _plan
-    if not current.features:
+    wanted = [f for f in current.features if f not in set(skip)]
+    if not wanted:
         _world = _World(applied=[])
         return []
-    built = _build(current, current.features, probing=False, refuse=set())
+    built = _build(current, wanted, probing=False, refuse=set())
     if built.refused and current.level == "strict":
         raise IsolationError("isolation strict: " + "; ".join(f"{NAMES[f]}: {r}" for f, r in built.refused.items()))
     _world = _World(applied=built.applied, upper_fd=built.upper_fd, lower_fd=built.lower_fd)
     if "net" in built.applied:
-        _install_net_guard(current.local_names)
+        nsutil.install_net_guard(current.local_names)
     return list(built.applied)
 
 
@@ -491,85 +495,5 @@ def result_fields() -> dict[str, Any]:
     """The fields this module adds to a result: the isolation, and the project writes since the last call."""
     fields: dict[str, Any] = {"isolation": applied()}
     if _world is not None and _world.upper_fd >= 0:
-        fields["project_writes"] = _take_writes(_world)
+        fields["project_writes"], _world.seen = nsutil.upper_changes(_world.upper_fd, _world.lower_fd, _world.seen)
     return fields
-
-
-def _take_writes(world: _World) -> list[str]:
-    """'A path', 'M path' or 'D path' for each change in the overlay's upper layer since the last call."""
-    now: dict[str, tuple[int, int, int]] = {}
-    for top, dirs, files, dir_fd in os.fwalk(".", dir_fd=world.upper_fd):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for name in dirs + files:
-            rel = os.path.normpath(os.path.join(top, name))
-            try:
-                info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except OSError:
-                continue
-            now[rel] = (info.st_mode, info.st_mtime_ns, info.st_size)
-    changes = []
-    for rel, (mode, mtime, size) in sorted(now.items()):
-        if world.seen.get(rel) == (mode, mtime, size):
-            continue
-        in_lower = _exists(world.lower_fd, rel)
-        if stat.S_ISCHR(mode) and size == 0 and not in_lower and rel not in world.seen:
-            continue
-        if stat.S_ISCHR(mode):
-            changes.append(f"D {rel}")
-        elif stat.S_ISDIR(mode):
-            if not in_lower:
-                changes.append(f"A {rel}/")
-        else:
-            changes.append(f"{'M' if in_lower else 'A'} {rel}")
-    world.seen = now
-    return changes
-
-
-def _exists(dir_fd: int, rel: str) -> bool:
-    try:
-        os.stat(rel, dir_fd=dir_fd, follow_symlinks=False)
-        return True
-    except OSError:
-        return False
-
-
-# -- the network guard -----------------------------------------------------------------------------------------------
-
-_NO_NETWORK = (
-    "tach-ls isolation: this test runs in a private network namespace with only loopback (127.0.0.1, ::1), "
-    "so {what} cannot be reached; run it with --isolation off (the `isolation` setting) if it needs the network"
-)
-
-
-def _install_net_guard(local_names: list[str]) -> None:
-    local = frozenset(local_names)
-    inet = (socket.AF_INET, socket.AF_INET6)
-
-    def guard(event: str, args: tuple[Any, ...]) -> None:
-        if event == "socket.connect":
-            address = args[1]
-            if getattr(args[0], "family", None) in inet and isinstance(address, tuple) and not is_local(address[0], local):
-                raise OSError(errno.ENETUNREACH, _NO_NETWORK.format(what=f"{address[0]}:{address[1]}"))
-        elif event == "socket.getaddrinfo":
-            host = args[0]
-            if host is not None and not _numeric(host) and not is_local(host, local):
-                raise socket.gaierror(socket.EAI_NONAME, _NO_NETWORK.format(what=f"the name {host!r}"))
-
-    sys.addaudithook(guard)
-
-
-def is_local(host: Any, local_names: frozenset[str]) -> bool:
-    """True for an address or name that a private network with only loopback can reach."""
-    if isinstance(host, bytes):
-        host = host.decode("ascii", "replace")
-    if not isinstance(host, str):
-        return True
-    host = host.strip("[]").split("%", 1)[0].lower()
-    if host in ("", "::", "::1", "0.0.0.0") or host in local_names or host.endswith(".localhost"):
-        return True
-    return bool(host.startswith(("127.", "::ffff:127.")))
-
-
-def _numeric(host: Any) -> bool:
-    text = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
-    return ":" in text or text.replace(".", "").isdigit()

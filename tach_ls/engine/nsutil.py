@@ -1,4 +1,4 @@
-"""The system calls behind worker isolation, through ctypes (stdlib only).
+"""The system-level pieces of worker isolation: ctypes calls, the upper layer, the network guard (stdlib only).
 
 Zygote side. Thin wrappers that raise ``OSError`` with the call that failed
 in the message, so a refusal can be shown to the user as it happened:
@@ -11,7 +11,11 @@ in the message, so a refusal can be shown to the user as it happened:
 - ``landlock_guard``: a Landlock domain whose only restriction that a test can
   notice is the one we want (no ptrace-mode access, hence no
   ``/proc/<pid>/cwd``, ``root`` or ``fd``, into processes outside the worker);
-- ``overlay_options``: the ``lowerdir=...`` option string, escaped.
+- ``overlay_options``: the ``lowerdir=...`` option string, escaped;
+- ``upper_changes``: what a test wrote into the project, read from the
+  overlay's upper layer;
+- ``install_net_guard``: the audit hook that makes a connection beyond
+  loopback fail at once with words that say why.
 
 ``namespaces`` decides what to call and when; nothing here keeps state except
 the loaded libc.
@@ -20,10 +24,14 @@ the loaded libc.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import socket
+import stat
 import struct
+import sys
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -163,3 +171,107 @@ _MNT_DETACH = 2
 def umount(target: str) -> None:
     if _libc.umount2(_b(target), _MNT_DETACH) != 0:
         raise _fail(f"umount {target}")
+
+
+# -- the overlay's upper layer ---------------------------------------------------------------------------------------
+
+Seen = dict[str, tuple[int, int, int]]
+
+
+def upper_changes(upper_fd: int, lower_fd: int, seen: Seen) -> tuple[list[str], Seen]:
+    """'A path', 'M path' or 'D path' per change in an overlay's upper layer since ``seen``; and the new ``seen``.
+
+    A file in the upper layer was added, or modified when the lower layer has
+    it; a whiteout (a 0/0 character device) is a deletion. ``__pycache__``
+    folders are left out: the import system writes them, not the test.
+    """
+    now: Seen = {}
+    for top, dirs, files, dir_fd in os.fwalk(".", dir_fd=upper_fd):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in dirs + files:
+            try:
+                info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:
+                continue
+            now[os.path.normpath(os.path.join(top, name))] = (info.st_mode, info.st_mtime_ns, info.st_size)
+    changes = []
+    for rel, (mode, mtime, size) in sorted(now.items()):
+        if seen.get(rel) == (mode, mtime, size):
+            continue
+        in_lower = _exists(lower_fd, rel)
+        if stat.S_ISCHR(mode):
+            if in_lower or rel in seen:
+                changes.append(f"D {rel}")
+        elif stat.S_ISDIR(mode):
+            if not in_lower and rel not in seen:
+                changes.append(f"A {rel}/")
+        else:
+            changes.append(f"{'M' if in_lower else 'A'} {rel}")
+    return changes, now
+
+
+def _exists(dir_fd: int, rel: str) -> bool:
+    try:
+        os.stat(rel, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
+
+
+# -- the network guard -----------------------------------------------------------------------------------------------
+
+_NO_NETWORK = (
+    "tach-ls isolation: this test runs in a private network namespace with only loopback (127.0.0.1, ::1), "
+    "so {what} cannot be reached; run it with --isolation off (the `isolation` setting) if it needs the network"
+)
+
+
+def local_names() -> list[str]:
+    """Names a private network can still resolve: localhost's, this host's, and those of /etc/hosts."""
+    names = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", socket.gethostname().lower()}
+    try:
+        with open("/etc/hosts", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                names.update(n.lower() for n in line.split("#", 1)[0].split()[1:])
+    except OSError:
+        pass
+    return sorted(names)
+
+
+def install_net_guard(names: list[str]) -> None:
+    """An audit hook: connecting beyond loopback, or looking up a name DNS would answer, fails now, saying why.
+
+    Without it the kernel already refuses (no route: ENETUNREACH; the resolver
+    fails too), but with words that do not mention isolation.
+    """
+    local = frozenset(names)
+    inet = (socket.AF_INET, socket.AF_INET6)
+
+    def guard(event: str, args: tuple[Any, ...]) -> None:
+        if event == "socket.connect":
+            address = args[1]
+            if getattr(args[0], "family", None) in inet and isinstance(address, tuple) and not is_local(address[0], local):
+                raise OSError(errno.ENETUNREACH, _NO_NETWORK.format(what=f"{address[0]}:{address[1]}"))
+        elif event == "socket.getaddrinfo":
+            host = args[0]
+            if host is not None and not _numeric(host) and not is_local(host, local):
+                raise socket.gaierror(socket.EAI_NONAME, _NO_NETWORK.format(what=f"the name {host!r}"))
+
+    sys.addaudithook(guard)
+
+
+def is_local(host: Any, names: frozenset[str]) -> bool:
+    """True for an address or name that a private network with only loopback can reach."""
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return True
+    host = host.strip("[]").split("%", 1)[0].lower()
+    if host in ("", "::", "::1", "0.0.0.0") or host in names or host.endswith(".localhost"):
+        return True
+    return bool(host.startswith(("127.", "::ffff:127.")))
+
+
+def _numeric(host: Any) -> bool:
+    text = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
+    return ":" in text or text.replace(".", "").isdigit()

@@ -41,6 +41,16 @@ IGNORED = {".tach-ls", "__pycache__", ".pytest_cache"}
 """Written by the engine and the collected layer on the host side, never by a worker."""
 
 
+@pytest.fixture(scope="module", autouse=True)
+def require_isolation(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test here needs all of it: a machine that refuses a feature fails them all, saying which and why."""
+    from tach_ls.engine import namespaces
+
+    plan = namespaces.probe("auto", str(tmp_path_factory.mktemp("probe")))
+    if plan.refused:
+        pytest.fail(f"isolation tests need every feature; this machine says: {plan.describe()}", pytrace=False)
+
+
 @pytest.fixture
 def token() -> Iterator[str]:
     name = f"tach-iso-{uuid.uuid4().hex[:12]}"

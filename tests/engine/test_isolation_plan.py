@@ -22,14 +22,14 @@ from .conftest import copy_project
 FEATURES = ["tmp", "project", "net", "proc"]
 
 
-def in_world(plan: namespaces.Plan, check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def in_world(plan: namespaces.Plan, check: Callable[[], dict[str, Any]], skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Fork, enter ``plan`` in the child, return what ``check`` saw there (the child's world dies with it)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
-            applied = namespaces.enter(plan)
+            applied = namespaces.enter(plan, skip=skip)
             os.write(write_end, json.dumps({"applied": applied, **check()}).encode())
         finally:
             os._exit(0)
@@ -102,6 +102,19 @@ def test_world_sees_the_run_folder_and_environment_but_writes_only_where_kept(ro
     assert (env / "lib.py").read_text() == "x = 1\n"
 
 
+def test_a_worker_can_keep_the_host_network(root: Path) -> None:
+    """A debug worker skips ``net``: the editor's debugger must reach the port it listens on."""
+    plan = namespaces.probe("auto", str(root))
+    here = {"netns": os.readlink("/proc/self/ns/net"), "mntns": os.readlink("/proc/self/ns/mnt")}
+
+    def look() -> dict[str, Any]:
+        return {"netns": os.readlink("/proc/self/ns/net"), "mntns": os.readlink("/proc/self/ns/mnt")}
+
+    full, debug = in_world(plan, look), in_world(plan, look, skip=("net",))
+    assert full["applied"] == FEATURES and full["netns"] != here["netns"] and full["mntns"] != here["mntns"]
+    assert debug["applied"] == ["tmp", "project", "proc"] and debug["netns"] == here["netns"]
+
+
 def test_only_paths_a_fresh_tmp_would_hide_are_kept() -> None:
     keep = [("/tmp/run", True), ("/tmp/run/sub", False), ("/usr/lib/python3", False), ("/tmp/proj/.venv", False),
             ("/tmp/env", False), ("/tmp/env/site", True)]  # fmt: skip
@@ -126,7 +139,7 @@ def test_describe_says_what_is_and_is_not_isolated_and_how_to_get_it() -> None:
      ("192.0.2.1", False), ("2001:db8::1", False), ("example.com", False), ("10.0.0.1", False)],
 )  # fmt: skip
 def test_net_guard_lets_loopback_through(host: Any, local: bool) -> None:
-    assert namespaces.is_local(host, frozenset({"localhost"})) is local
+    assert nsutil.is_local(host, frozenset({"localhost"})) is local
 
 
 def test_overlay_options_escape_separators() -> None:
