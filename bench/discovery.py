@@ -414,6 +414,64 @@ def time_reindex(suite: Suite, repeat: int) -> dict[str, Any]:
     return {"available": True, "build_s": build_s, "files": per_file, "update_median_s": per_file["largest"]["median_s"]}
 
 
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "BELOW TARGET"
+
+
+def print_collection(suite: Suite, collection: Collection) -> None:
+    print(f"  pytest {' '.join(suite.discovery_args)}: {collection.summary} (exit {collection.returncode})")
+    for error in collection.errors[:10]:
+        print(f"  pytest collection error: {error}")
+
+
+def print_tach(listing: TachListing) -> None:
+    print(f"  tach-ls list: {len(listing.nodeids)} node ids (exit {listing.returncode})")
+    if listing.returncode not in (0, 5) and listing.stderr:
+        print("  tach-ls stderr (tail):")
+        for line in listing.stderr.splitlines()[-8:]:
+            print(f"    {line}")
+    for error in listing.errors[:10]:
+        print(f"  tach-ls index error: {error}")
+
+
+def print_groups(title: str, groups: list[Group], listing: TachListing | None) -> None:
+    if not groups:
+        return
+    print(f"  {title}: {sum(g.count for g in groups)} ids in {len(groups)} functions; by hint:")
+    for hint, count in Counter(g.hint for g in groups).most_common():
+        print(f"    {count:5d} functions: {hint}")
+    for group in groups[:GROUPS_SHOWN]:
+        item = listing.items.get(group.first) if listing is not None else None
+        where = f" (tach-ls: line {item.get('line')}, kind {item.get('kind')})" if item else ""
+        print(f"    {group.count:5d}  {group.function}  [{group.hint}]{where}")
+        print(f"           e.g. {', '.join(group.examples)}")
+        if group.other_side:
+            print(f"           other side has: {', '.join(group.other_side)}")
+    if len(groups) > GROUPS_SHOWN:
+        print(f"    ... and {len(groups) - GROUPS_SHOWN} more functions")
+
+
+def print_agreement(agreement: Agreement, listing: TachListing) -> None:
+    print(
+        f"  agreement: {agreement.matched}/{agreement.pytest_total} = {agreement.agreement_pct:.2f}% "
+        f"(target >= {TARGET_AGREEMENT:.0f}%: {verdict(agreement.agreement_pct >= TARGET_AGREEMENT)}); "
+        f"missing {agreement.missing}, extra {agreement.extra}, tach-ls duplicates {agreement.tach_duplicates}"
+    )
+    print_groups("missing (pytest has, tach-ls lacks)", agreement.missing_groups, None)
+    print_groups("extra (tach-ls has, pytest lacks)", agreement.extra_groups, listing)
+
+
+def print_timing(timing: Timing) -> None:
+    print(
+        f"  time (median of {timing.repeat}): pytest {timing.pytest_s * 1000:.0f} ms, "
+        f"tach-ls cold {timing.tach_cold_s * 1000:.1f} ms ({timing.cold_ratio:.1f}x, target >= {TARGET_COLD:.0f}x: "
+        f"{verdict(timing.cold_ratio >= TARGET_COLD)}), tach-ls warm {timing.tach_warm_s * 1000:.1f} ms "
+        f"({timing.warm_ratio:.1f}x, target >= {TARGET_WARM:.0f}x: {verdict(timing.warm_ratio >= TARGET_WARM)})"
+    )
+    for failure in timing.failures:
+        print(f"  timed run failed: {failure}")
+
+
 def print_reindex(reindex: dict[str, Any]) -> None:
     if not reindex.get("available"):
         print(f"  re-index: API not available ({reindex.get('reason')})")
