@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import re
+import os
 import shutil
 import statistics
 import subprocess
@@ -105,7 +106,10 @@ def tach_list_command(suite: Suite, *flags: str) -> tuple[list[str], dict[str, s
 
 
 def clear_tach_cache(suite: Suite) -> None:
+    """Both caches: the per-file index in the workspace and the warm listing's manifest."""
     shutil.rmtree(suite.root / ".tach-ls", ignore_errors=True)
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    shutil.rmtree(cache_home / "tach-ls" / "list", ignore_errors=True)
 
 
 # ---------------------------------------------------------------- pytest's side
