@@ -70,14 +70,15 @@ class Runner:
         run_id_box[0] = handle.run_id
         self.handles[handle.run_id] = handle
         ws.client.notify(protocol.RUN_STARTED, protocol.payload(protocol.RunStarted(handle.run_id, ws.folder_uri, args, reason)))
-        await progress.begin(f"Running {len(args)} target(s)")
         waiting = loop.run_in_executor(None, handle.wait)
         cancelled_by_client = False
         try:
+            # $/cancelRequest can land in any await from here on (creating the progress
+            # token is a round trip to the client): stop the workers, still report the
+            # run's end (results already received stay), then answer as cancelled.
+            await progress.begin(f"Running {len(args)} target(s)")
             summary = await asyncio.shield(waiting)
         except asyncio.CancelledError:
-            # $/cancelRequest: stop the workers, still report the run's end (results
-            # already received stay), then let pygls answer the request as cancelled.
             cancelled_by_client = True
             handle.cancel()
             summary = await waiting
