@@ -39,7 +39,7 @@ Language server (thin handlers over pure modules)
     uris.py            file URIs <-> paths
 
 Coverage and impact analysis
-    coverage_data.py   executable lines (coverage.py's analysis), per-file and per-test aggregation
+    coverage_data.py   a run's executed lines -> covered/missed/executable per file (coverage.py's analysis)
     coverage_index.py  which tests covered which lines (for hovers)
     fingerprints.py    code blocks of a file and their AST fingerprints
     impact.py          the impact store (SQLite) and the selection rules

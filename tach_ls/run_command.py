@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
         return 4
     impact = _Impact(root, str(python), ".".join(map(str, checked.version)), args)
     if args.affected:
-        args.coverage = True  # keep the store precise for the next selection
         selected = impact.select(args.targets)
         if selected is None:
             return 4
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         standby=False,  # one run and gone: a standby child would be wasted work
         isolation=args.isolation,
         show_writes=args.show_writes,
-        coverage=bool(args.coverage or args.lcov),
+        coverage=bool(args.coverage or args.lcov or args.affected),  # --affected: keeps the impact store precise
     )
     if config.coverage:
         from tach_ls.coverage_data import measure_globs

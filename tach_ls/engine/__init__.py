@@ -17,6 +17,8 @@ Server side (the tach-ls process):
 - ``runs``: ``RunRequest``, ``RunHandle``, ``RunSummary``, batching, slots.
 - ``status``: ``EngineConfig``, ``EngineState``, ``EngineStatus``.
 - ``interpreter``: find and check the project interpreter.
+- ``coverage_feed``: workers' coverage rings mapped and drained, each test's
+  lines onto its ``TestResult``, each run's ``RunCoverage``.
 
 Zygote side (the project's interpreter; stdlib + pytest only):
 
@@ -32,8 +34,14 @@ Zygote side (the project's interpreter; stdlib + pytest only):
 - ``procutil``: PR_SET_PDEATHSIG, native thread count, exit statuses,
   workspace paths, fingerprints, prefaulting the standby's memory.
 - ``results``: ``Status`` and ``TestResult`` (shared by both sides).
+- ``namespaces``: worker isolation (private /tmp, project overlay, network,
+  /proc guard): probed once in the base layer, entered by ``fork_worker``
+  right after the fork; ``nsutil``: its system calls, the overlay's upper
+  layer, the network guard.
+- ``tracer``: per-test line collection (sys.monitoring on 3.12+, coverage.py's
+  CTracer, sys.settrace), started in the collected layer, inherited by workers.
+- ``coverage_ring``: the shared-memory ring (a memfd made before each fork)
+  that carries a worker's line hits to the supervisor; its reader too.
 
-Seams for later work: ``namespaces`` (isolation, called by ``fork_worker``
-right after the fork), ``coverage_ring`` and ``tracer`` (per-test coverage),
-``RunRequest.debug`` (a worker that waits for debugpy).
+Seams for later work: ``RunRequest.debug`` (a worker that waits for debugpy).
 """

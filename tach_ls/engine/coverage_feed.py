@@ -89,8 +89,8 @@ class CoverageFeed:
             return
         for path, lines in files.items():
             rel = self.rel(path)
-            if rel is not None:
-                self.outside.setdefault(rel, set()).update(lines)
+            if rel is not None and any(lines):
+                self.outside.setdefault(rel, set()).update(line for line in lines if line)
 
     def fill(self, result: TestResult, worker: int, test_id: int | None) -> None:
         """Put the test's lines on ``result``, from its worker's ring."""
@@ -157,7 +157,11 @@ class CoverageFeed:
             if rel is None:
                 unknown = True
             else:
-                out[rel] = lines[start:end].tolist()
+                found = lines[start:end].tolist()
+                if found and found[0] == 0:
+                    del found[0]  # an empty module's lone instruction: not a source line (coverage.py drops it too)
+                if found:
+                    out[rel] = found
             start = end
         return out, unknown
 

@@ -45,8 +45,9 @@ Integrity, so that coverage is incomplete at worst and never wrong:
   was killed in the middle of: it is counted in ``torn`` and dropped, and its
   test, which has no end entry, is partial;
 - a full ring drops entries and counts them in the overflow field; the end
-  entry says how many hits the test had, so a short count, a missing end
-  entry or a file id missing from the table makes the test partial.
+  entry says how many hits the test had, so a short count or a missing end
+  entry makes the test partial (and so does a file id missing from the
+  table, once the server resolves ids to paths).
 """
 
 from __future__ import annotations
@@ -236,12 +237,12 @@ class RingWriter:
             lines, files, partial = lines[:keep], files[:keep], True
             self._overflow(count - keep)
         total = min(count, PARTIAL - 1) | (PARTIAL if partial else 0)
-        entries = encode(array("I", lines) if not isinstance(lines, array) else lines, files, test, self.write)
+        entries = encode(lines, files, test, self.write)
         entries.extend(encode(array("I", [total]), array("I", [END]), test, self.write + keep))
         self._copy(entries.tobytes())
         self.write += keep + 1
         ring.store(WRITE_AT, self.write)  # published after the copy: the reader never sees half an entry
-        return count - keep
+        return int(count - keep)
 
     def _copy(self, data: bytes) -> None:
         ring = self.ring
@@ -376,17 +377,14 @@ class RingReader:
         if words[3::4] != checks(lines, files, tests, start):
             self._group_slowly(words, hits, start, count)
             return
-        unknown = set(files) - self.files.keys() - {END}
+        # A file id missing from the table is not checked here: resolving the hits to paths
+        # (CoverageFeed.resolve) finds it and marks the test partial.
         begin = 0
         while begin < count:
             try:
                 end = files.index(END, begin)
             except ValueError:
                 end = count
-            if unknown and not unknown.isdisjoint(files[begin:end]):
-                for index in range(begin, end):  # hits of a file whose path never made it into the table
-                    if files[index] in unknown and tests[index] != 0:
-                        self.tests.setdefault(tests[index], TestHits()).complete = False
             if end < count and tests[begin:end].count(tests[end]) == end - begin:
                 self._add(tests[end], hits[begin:end], end - begin)
             else:
@@ -414,8 +412,6 @@ class RingReader:
                 self._end(tests[index], lines[index], torn)
                 torn = False
                 continue
-            if files[index] not in self.files and tests[index] != 0:
-                self.tests.setdefault(tests[index], TestHits()).complete = False
             self._add(tests[index], hits[index : index + 1], 1)
         if torn:  # the bad entries belong to a test whose end entry is not here yet
             self._torn_pending = True

@@ -228,6 +228,8 @@ def _batch(spec: dict[str, Any], worker: int, nodeids: list[str]) -> NoReturn:
         if coverage is not None:
             tracer.hand_over(coverage, coverage.new_ring(), conn, worker)
             coverage.start()  # collection's lines land under test id 0 at the first begin_test
+            if coverage.note:
+                send("warning", text=coverage.note)
         send("worker_started", worker=worker, pid=os.getpid(), out=files.out, err=files.err, tb=files.tb)
         rootdir = spec.get("rootdir") or spec["root"]
         paths = sorted({os.path.join(rootdir, n.split("::", 1)[0]) for n in nodeids})

@@ -4,6 +4,9 @@
 as it finishes, then ``run_finished`` with a count per status and the exit
 code. Lines are 1-based here, as in tracebacks (LSP's 0-based lines are the
 server's business). Extra keys may be added; the documented ones never change.
+With ``--coverage``, each ``test_finished`` also carries ``coverage`` ({path:
+lines}) and ``coverage_partial``, and one ``{"event": "coverage", "path",
+"covered", "missed"}`` per file comes just before ``run_finished``.
 """
 
 from __future__ import annotations

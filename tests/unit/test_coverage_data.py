@@ -146,3 +146,21 @@ def test_file_filter_keeps_workspace_sources_only(tmp_path: Path) -> None:
     assert collector.file_id("<string>") is None
     assert collector.file_id(tracer.__file__) is None  # tach-ls's own engine, even inside a workspace
     assert collector.paths == [os.path.realpath(root / "pkg" / "a.py")]
+
+
+def test_coverage_index_hovers_and_sends_only_changed_gutters() -> None:
+    """Regression: a test's old lines still listed after it ran again, or every gutter resent after each run."""
+    from tach_ls.coverage_index import CoverageIndex
+
+    index = CoverageIndex()
+    index.update({"t.py::a": {"m.py": [1, 3]}, "t.py::b": {"m.py": [3]}}, ["t.py::b"])
+    assert index.tests_at("m.py", 3) == ["t.py::a", "t.py::b"]
+    assert index.hover("m.py", 1) == "Covered by 1 test: `t.py::a`"
+    assert index.hover("m.py", 2) is None
+    index.update({"t.py::b": {"m.py": [4]}}, [])  # b ran again, elsewhere; a keeps its lines
+    assert index.tests_at("m.py", 3) == ["t.py::a"] and index.partial == set()
+    first = {"m.py": coverage_data.FileReport("m.py", [1], [2], [1, 2])}
+    assert [r.rel for r in index.changed(first)] == ["m.py"]
+    assert index.changed(first) == []
+    index.forget_tests("t.py::")
+    assert index.by_test == {}

@@ -1,0 +1,75 @@
+"""`tach-ls run --coverage` and `--lcov FILE`: the table, the JSON events, the LCOV file, on both interpreters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .test_cli import events, tach
+
+pytestmark = pytest.mark.engine
+
+OPS = "tests/test_ops.py"
+
+
+def lcov_records(path: Path) -> dict[str, dict[str, object]]:
+    records: dict[str, dict[str, object]] = {}
+    current: dict[str, object] = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == "SF":
+            current = records.setdefault(value, {"DA": {}})
+        elif key == "DA":
+            number, hits = value.split(",")
+            current["DA"][int(number)] = int(hits)  # type: ignore[index]
+        elif key in ("LF", "LH"):
+            current[key] = int(value)
+    return records
+
+
+def test_json_events_and_lcov_agree(project, project_python, tmp_path: Path) -> None:
+    """Regression: the LCOV file, the per-file events and the per-test lines telling different stories."""
+    root = project("coverage_basic")
+    out = tmp_path / "out" / "cov.lcov"
+    proc = tach(root, project_python, OPS, "--format", "json", "--lcov", str(out), "-n", "2")
+    assert proc.returncode == 1, proc.stderr  # test_fails fails
+    got = events(proc)
+    assert got[0]["event"] == "run_start" and got[-1]["event"] == "run_finished"
+    per_file = {e["path"]: e for e in got if e["event"] == "coverage"}
+    assert set(per_file) == {"src/calc/__init__.py", "src/calc/lazymod.py", "src/calc/ops.py", "tests/conftest.py", OPS}
+    tests = {e["test"]: e for e in got if e["event"] == "test_finished"}
+    assert all("coverage" in e and e["coverage_partial"] is False for e in tests.values())
+    ran = set().union(*(e["coverage"].get("src/calc/ops.py", []) for e in tests.values()))
+    ops = per_file["src/calc/ops.py"]
+    statements = set(ops["covered"]) | set(ops["missed"])
+    assert ran & statements <= set(ops["covered"])  # per-test lines are raw (continuation lines too); the report folds them
+    records = lcov_records(out)
+    assert set(records) == set(per_file)
+    for rel, record in records.items():
+        hits = record["DA"]
+        assert {n for n, h in hits.items() if h} == set(per_file[rel]["covered"])  # type: ignore[union-attr]
+        assert {n for n, h in hits.items() if not h} == set(per_file[rel]["missed"])  # type: ignore[union-attr]
+        assert record["LF"] == len(hits) and record["LH"] == len(per_file[rel]["covered"])  # type: ignore[arg-type]
+
+
+def test_human_table_comes_before_the_closing_line(project, project_python) -> None:
+    root = project("coverage_basic")
+    proc = tach(root, project_python, OPS, "--coverage", "-n", "1")
+    lines = proc.stdout.rstrip().splitlines()
+    assert lines[-1].startswith("=") and "1 failed" in lines[-1]
+    assert lines[-2].startswith("TOTAL")
+    table = [line for line in lines if line.startswith("src/calc/ops.py")]
+    assert len(table) == 1 and table[0].split()[1:3] != ["0", "0"]
+    assert "not available yet" not in proc.stderr
+
+
+def test_no_coverage_no_table_no_events(project, project_python) -> None:
+    """Two arms with the tests above: without the flags, the output is exactly what it was."""
+    root = project("coverage_basic")
+    proc = tach(root, project_python, OPS, "--format", "json", "-n", "1")
+    got = events(proc)
+    assert not [e for e in got if e["event"] == "coverage"]
+    assert all("coverage" not in e for e in got)
+    assert json.dumps(got)  # still plain JSON lines
