@@ -80,3 +80,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     parser.print_help(sys.stderr)
     return 4
+
+
+if __name__ == "__main__":  # python -m tach_ls.cli ... (python -m tach_ls serves LSP)
+    raise SystemExit(main())
