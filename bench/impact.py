@@ -121,20 +121,25 @@ def candidates(root: Path, package: str, count: int, seed: int) -> list[Mutation
     return out
 
 
+def copy_env(suite: Suite, root: Path) -> dict[str, str]:
+    """The suite's environment, importing the package from the mutated copy, not the venv's install."""
+    return {**suite.env, "PYTHONPATH": str(root / "src")}
+
+
 def pytest_failures(suite: Suite, root: Path) -> set[str]:
     proc = subprocess.run(
         [str(suite.python), "-m", "pytest", "-q", "--tb=no", "-rfE", "-p", "no:cacheprovider", *suite.test_args],
-        cwd=root, env=suite.env, capture_output=True, text=True, timeout=1800,
+        cwd=root, env=copy_env(suite, root), capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     return {line.split()[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR ")) and "::" in line}
 
 
 def tach(suite: Suite, root: Path, *args: str) -> list[dict[str, object]]:
-    env = dict(suite.env)
+    env = copy_env(suite, root)
     env.pop("VIRTUAL_ENV", None)
     proc = subprocess.run(
         [sys.executable, "-m", "tach_ls.cli", "run", "--python", str(suite.python), "--format", "json", *args, *suite.test_args],
-        cwd=root, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=1800,
+        cwd=root, env={**env, "PYTHONPATH": f"{root / 'src'}:{REPO}"}, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if not any(e.get("event") == "run_finished" for e in events):
