@@ -14,213 +14,47 @@ cannot hang the indexer.
 from __future__ import annotations
 
 import ast
-import math
-import operator
-import posixpath
 import re
-import builtins
 import itertools
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_STEPS = 200_000
-MAX_SEQUENCE = 100_000
 MAX_STR = 10_000
 
+from tach_ls.static_tables import (
+    MAX_SEQUENCE,
+    _BINOPS,
+    _BUILTIN_NAMED,
+    _CMP,
+    _MATH_CONSTANTS,
+    _MISSING,
+    _MODULE_FUNCTIONS,
+    _OBJECT_BUILTINS,
+    _PATH_CLASSES,
+    _PURE_BUILTINS,
+    _UNARY,
+    _describe_real,
+    _looks_like_class_or_function,
+)
+from tach_ls.static_values import (
+    EnumClass,
+    EnumMember,
+    EvalError,
+    Lambda,
+    Named,
+    Opaque,
+    Param,
+    PathValue,
+    PatternValue,
+)
 
-class EvalError(Exception):
-    """The expression cannot be evaluated statically."""
-
-
-@dataclass(frozen=True, slots=True)
-class Opaque:
-    """A value of unknown type, almost always an object pytest cannot name.
-
-    `certain` is False when it is a guess (the result of an unknown call),
-    which makes the test `dynamic`.
-    """
-
-    certain: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Named:
-    """A class, function, module or lambda: pytest uses its `__name__` as id.
-
-    `certain` is False for a guess (an attribute of a module we cannot read).
-    """
-
-    name: str
-    certain: bool = True
-    module: str | None = None  # set when this is a module: its dotted name
-    enum: EnumClass | None = None  # set when this is an Enum class: its members
-    qual: str | None = None  # "pathlib.Path" for a known stdlib callable
-
-
-@dataclass(frozen=True, slots=True)
-class PathValue:
-    """`pathlib.Path(...)` of literal parts: an object (no id) whose `str()` is known."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class PatternValue:
-    """`re.compile(pattern)`: pytest uses the pattern as id."""
-
-    pattern: str | bytes
-
-
-@dataclass(frozen=True, slots=True)
-class EnumMember:
-    """An enum member; `text` is what `str()` gives for it."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """`pytest.param(*values, id=..., marks=...)`."""
-
-    values: tuple[Any, ...]
-    id: Any = None
-    marks: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
-class Lambda:
-    """A lambda or a one-expression function: callable statically (for `ids=`)."""
-
-    params: list[str]
-    body: ast.expr
-    name: str = "<lambda>"
-
-
-@dataclass(slots=True)
-class EnumClass:
-    name: str
-    members: dict[str, Any]
-    value_str: bool  # IntEnum/StrEnum/IntFlag: str() gives the value
-
-
-_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-    ast.BitOr: operator.or_,
-    ast.BitAnd: operator.and_,
-    ast.BitXor: operator.xor,
-    ast.LShift: operator.lshift,
-    ast.RShift: operator.rshift,
-}
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-    ast.Not: operator.not_,
-    ast.Invert: operator.invert,
-}
-_CMP: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
-    ast.Eq: operator.eq,
-    ast.NotEq: operator.ne,
-    ast.Lt: operator.lt,
-    ast.LtE: operator.le,
-    ast.Gt: operator.gt,
-    ast.GtE: operator.ge,
-    ast.In: lambda a, b: a in b,
-    ast.NotIn: lambda a, b: a not in b,
-    ast.Is: operator.is_,
-    ast.IsNot: operator.is_not,
-}
-_PURE_BUILTINS: dict[str, Callable[..., Any]] = {
-    "range": range,
-    "list": list,
-    "tuple": tuple,
-    "sorted": sorted,
-    "reversed": lambda x: list(reversed(x)),
-    "enumerate": lambda *a: list(enumerate(*a)),
-    "zip": lambda *a: list(zip(*a)),
-    "len": len,
-    "str": str,
-    "int": int,
-    "float": float,
-    "bytes": bytes,
-    "bool": bool,
-    "complex": complex,
-    "repr": repr,
-    "abs": abs,
-    "min": min,
-    "max": max,
-    "chr": chr,
-    "ord": ord,
-}
-def _bounded(fn: Callable[..., Any]) -> Callable[..., list[Any]]:
-    def run(*args: Any) -> list[Any]:
-        return list(itertools.islice(fn(*args), MAX_SEQUENCE + 1))
-
-    return run
-
-
-_MODULE_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "itertools.product": _bounded(itertools.product),
-    "itertools.chain": _bounded(itertools.chain),
-    "itertools.combinations": _bounded(itertools.combinations),
-    "itertools.permutations": _bounded(itertools.permutations),
-    "itertools.combinations_with_replacement": _bounded(itertools.combinations_with_replacement),
-    "itertools.repeat": _bounded(itertools.repeat),
-    "re.escape": re.escape,
-    "re.compile": re.compile,  # special-cased: gives a PatternValue
-    "textwrap.dedent": textwrap.dedent,
-    "textwrap.indent": textwrap.indent,
-    "os.path.join": posixpath.join,
-    "os.path.basename": posixpath.basename,
-    "os.path.dirname": posixpath.dirname,
-}
-_OBJECT_BUILTINS = {"dict", "set", "frozenset", "object", "bytearray", "slice"}
-_NAMED_BUILTINS = {
-    "int", "str", "float", "bytes", "bool", "complex", "list", "tuple", "dict", "set",
-    "frozenset", "object", "type", "len", "repr", "print", "sorted", "sum", "min", "max",
-    "abs", "iter", "next", "range", "bytearray", "memoryview",
-    "Exception", "ValueError", "TypeError", "KeyError", "IndexError", "RuntimeError",
-    "AttributeError", "OSError", "IOError", "ZeroDivisionError", "NotImplementedError",
-    "AssertionError", "StopIteration", "ImportError", "LookupError", "ArithmeticError",
-    "OverflowError", "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeError",
-    "FileNotFoundError", "PermissionError", "TimeoutError", "BaseException", "Warning",
-    "UserWarning", "DeprecationWarning", "RuntimeWarning", "SyntaxError", "NameError",
-}  # fmt: skip
-_MISSING = object()
-_PATH_CLASSES = {"pathlib.Path", "pathlib.PurePath", "pathlib.PurePosixPath", "pathlib.PosixPath"}
-
-
-def _describe_real(value: Any, dotted: str) -> Any:
-    """A value read from an already-imported stdlib module, as the evaluator represents it."""
-    if value is _MISSING:
-        raise EvalError(f"{dotted} does not exist")
-    if value is None or isinstance(value, (str, bytes, int, float, complex, bool)):
-        return value
-    name = getattr(value, "__name__", None)
-    if dotted in _MODULE_FUNCTIONS or dotted in _PATH_CLASSES:
-        return Named(name if isinstance(name, str) else dotted, qual=dotted)
-    if isinstance(name, str):
-        return Named(name)
-    return Opaque()
-
-
-_BUILTIN_NAMED = {n for n in dir(builtins) if isinstance(getattr(builtins, n, None), str) is False and isinstance(getattr(getattr(builtins, n), "__name__", None), str)}
-
-
-def _looks_like_class_or_function(name: str) -> bool:
-    """CamelCase or lower_case names are classes or functions; ALL_CAPS ones are constants."""
-    return not name.isupper() and (name[:1].isalpha() or name.startswith("_"))
-
-
-_MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
+__all__ = [
+    "EnumClass", "EnumMember", "Env", "EvalError", "Evaluator", "Lambda", "Named", "Opaque", "Param",
+    "PathValue", "PatternValue", "mark_name", "mark_names",
+]  # fmt: skip
 
 
 @dataclass

@@ -216,16 +216,13 @@ class Workspace:
         return stored
 
     def _disk_to_buffer(self, rel: str, line: int) -> int | None:
-        buf = self.buffers.get(rel)
-        if buf is None:
-            return line
-        try:
-            disk = (self.index.root / rel).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-        except OSError:
-            return None
-        return LineMap(disk, buf.lines)(line)
+        return self._map_line(rel, line, to_buffer=True)
 
     def _buffer_to_disk(self, rel: str, line: int) -> int | None:
+        return self._map_line(rel, line, to_buffer=False)
+
+    def _map_line(self, rel: str, line: int, to_buffer: bool) -> int | None:
+        """A 0-based line between the file on disk (what ran) and the open buffer (what is shown)."""
         buf = self.buffers.get(rel)
         if buf is None:
             return line
@@ -233,7 +230,7 @@ class Workspace:
             disk = (self.index.root / rel).read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
         except OSError:
             return None
-        return LineMap(buf.lines, disk)(line)
+        return (LineMap(disk, buf.lines) if to_buffer else LineMap(buf.lines, disk))(line)
 
     def coverage_messages(self, run_coverage: Any, reports: dict[str, Any]) -> list[protocol.CoverageMsg]:
         """Take a run's coverage (``RunCoverage`` and its ``coverage_data`` reports); the
