@@ -181,7 +181,9 @@ class _Impact:
             skipped = selection.total - len(selection.selected)
             out.write(f"  ({skipped} tests skipped: nothing they depend on changed)\n")
         # The engine runs node ids relative to the rootdir, as the index writes them.
-        return [str(self.index.root / s.nodeid.split("::", 1)[0]) + ("::" + s.nodeid.split("::", 1)[1] if "::" in s.nodeid else "") for s in selection.selected]
+        items = {i.nodeid: i for i in self.index.items()}
+        ids = impact_session.runnable_ids(selection.selected, items)
+        return [str(self.index.root / n.split("::", 1)[0]) + ("::" + n.split("::", 1)[1] if "::" in n else "") for n in ids]
 
     def record(self, results: list[Any]) -> None:
         from tach_ls import impact_session

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from tach_ls import protocol
 from tach_ls.coverage_index import CoverageIndex
 from tach_ls.impact import ImpactStore
-from tach_ls.impact_session import environment, open_store, record_run, select_affected
+from tach_ls.impact_session import environment, open_store, record_run, runnable_ids, select_affected
 from tach_ls.index import WorkspaceIndex
 from tach_ls.linemap import LineMap
 from tach_ls.model import FileIndex, TestItem
@@ -314,7 +314,8 @@ class Workspace:
             all_tests = [i.nodeid for fi in self.index.files.values() for i in fi.items if not i.deselected]
             selection = select_affected(self.impact, self.index.root, all_tests, self.impact_env(), rels)
             self.last_selection = {s.nodeid: s.reason for s in selection.selected}
-            return [s.nodeid for s in selection.selected] or None
+            items = {i.nodeid: i for fi in self.index.files.values() for i in fi.items}
+            return runnable_ids(selection.selected, items) or None
         if any(r not in self.index.files for r in rels):
             return []
         failed = [n for n, s in self.results.items() if s.last.status in ("failed", "error", "crashed", "timeout")]

@@ -181,3 +181,18 @@ def test_two_stores_on_one_file_and_a_crash_mid_write(store: ImpactStore, tmp_pa
     with pytest.raises(Boom):
         other.record(tmp_path, [TestRecord("tests/x.py::test_new", "passed"), Exploding("tests/x.py::test_bad", "passed")], env_key="env-1")
     assert set(store.known_tests()) == set(ALL), "the partial write was rolled back"
+
+
+def test_guessed_parameter_ids_run_as_their_whole_function() -> None:
+    """Regression: a case whose static id differs from real collection's was never run (a hidden failure)."""
+    from types import SimpleNamespace
+
+    from tach_ls.impact import Selected
+    from tach_ls.impact_session import runnable_ids
+
+    items = {
+        "t.py::test_f[data7]": SimpleNamespace(dynamic=True, params_id="data7"),
+        "t.py::test_g[1]": SimpleNamespace(dynamic=False, params_id="1"),
+    }
+    selected = [Selected("t.py::test_f[data7]", "new"), Selected("t.py::test_g[1]", "new"), Selected("t.py::test_h", "new")]
+    assert runnable_ids(selected, items) == ["t.py::test_f", "t.py::test_g[1]", "t.py::test_h"]
