@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tach_ls.runner import Runner
-from tach_ls.settings import Settings, effective
+from tach_ls.settings import effective
 from tach_ls.uris import uri_to_path
 from tach_ls.workspace import Client, EngineFactory, Workspace
 
@@ -67,7 +67,3 @@ class Folders:
     def shutdown(self) -> None:
         for folder in self.by_root.values():
             folder.ws.shutdown()
-
-
-def default_settings() -> Settings:
-    return Settings()

@@ -45,19 +45,19 @@ class _Conftest:
     error: FileError | None = None
 
 
-def read_source(path: Path) -> tuple[bytes | None, FileError | None, str]:
+def read_source(path: Path) -> tuple[bytes | None, FileError | None]:
     """Bytes of a regular file, or an error that says why not (never blocks on a FIFO)."""
     rel = str(path)
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            return None, FileError(rel, "not a regular file: skipped", None, "not-a-file"), rel
+            return None, FileError(rel, "not a regular file: skipped", None, "not-a-file")
         if st.st_size > MAX_READ:
-            return None, FileError(rel, f"file too large to index statically ({st.st_size / 1e6:.1f} MB)", None, "too-large"), rel
+            return None, FileError(rel, f"file too large to index statically ({st.st_size / 1e6:.1f} MB)", None, "too-large")
         with open(path, "rb") as fh:
-            return fh.read(MAX_READ + 1), None, rel
+            return fh.read(MAX_READ + 1), None
     except OSError as exc:
-        return None, FileError(rel, f"cannot read: {exc.strerror or exc}", None, "io"), rel
+        return None, FileError(rel, f"cannot read: {exc.strerror or exc}", None, "io")
 
 
 class WorkspaceIndex:
@@ -165,7 +165,7 @@ class WorkspaceIndex:
             fi = file_index_from_payload(rel, payload)
             self._apply_selection(fi)
             return fi, None
-        data, error, _ = read_source(path) if "data" not in holder else (holder["data"], None, "")
+        data, error = read_source(path) if "data" not in holder else (holder["data"], None)
         if data is None:
             assert error is not None
             error.path = rel
@@ -236,7 +236,7 @@ class WorkspaceIndex:
         if rel not in self.files and not self.is_test_file(path):
             return FileIndex(rel)
         if text is None:
-            data, error, _ = read_source(path)
+            data, error = read_source(path)
             if data is None:
                 assert error is not None
                 error.path = rel
@@ -268,7 +268,7 @@ class WorkspaceIndex:
         return False
 
     def _reindex_from_disk(self, rel: RelPath) -> None:
-        data, error, _ = read_source(self.root / rel)
+        data, error = read_source(self.root / rel)
         if data is None:
             return
         fi, _deps = self._discover(rel, data)
@@ -344,7 +344,7 @@ class WorkspaceIndex:
         conf: _Conftest | None = None
         if text is not None or path.is_file():
             rel = relpath(path, self.root)
-            data, error, _ = (text, None, rel) if text is not None else read_source(path)
+            data, error = (text, None) if text is not None else read_source(path)
             conf = _Conftest(path, None)
             if data is None:
                 conf.error = error
@@ -414,7 +414,7 @@ class WorkspaceIndex:
         cached = self._scans.get(path)
         if cached is not None and cached[0] == sig:
             return cached[1]
-        data, _error, _ = read_source(path)
+        data, _error = read_source(path)
         scan = None
         if data is not None:
             tree, _perr = parse(relpath(path, self.root), data)

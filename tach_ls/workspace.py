@@ -88,7 +88,6 @@ class Workspace:
         self.buffers: dict[str, _Buffer] = {}  # rel -> open editor buffer
         self.results: dict[str, _Stored] = {}  # nodeid -> last result
         self.status = protocol.StatusMsg(path_to_uri(root), "stopped")
-        self.runs: dict[int, Any] = {}  # run id -> engine handle, while running
         self.loop: asyncio.AbstractEventLoop | None = None
         self.changed_since_run: set[str] = set()  # paths saved since the last run started
         self.collect_errors: dict[str, tuple[int, str]] = {}  # rel -> (0-based line, message) from real collection
