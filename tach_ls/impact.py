@@ -124,7 +124,7 @@ class ImpactStore:
     def record(self, root: Path, records: Iterable[TestRecord], env_key: str) -> None:
         """Store a run's records, and the fingerprints of the files they touched, atomically."""
         records = list(records)
-        files = {f for r in records for f in r.lines} | {f for r in records for f in r.opened if f.endswith(".py")}
+        files = {f for r in records for f in r.lines} | {f for r in records for f in r.opened}
         fingerprints: dict[str, tuple[list[Block] | None, str, list[str]]] = {}
         known = self.recorded_files()
         unchanged: dict[str, list[Block]] = {}
@@ -136,6 +136,9 @@ class ImpactStore:
             digest = content_digest(data)
             if known.get(rel) == digest:
                 unchanged[rel] = self._stored_blocks(rel)  # same text: no need to parse it again
+                continue
+            if not rel.endswith(".py"):  # a data file: its digest is all change detection needs
+                fingerprints[rel] = ([], digest, [])
                 continue
             blocks = blocks_of_source(data)
             fingerprints[rel] = (blocks, digest, sorted(_imports(data, rel)))
@@ -287,6 +290,8 @@ class ImpactStore:
         by_module: dict[str, str] = {}
         imports: dict[str, list[str]] = {}
         for rel, raw in self.db.execute("SELECT file, imports FROM file_state"):
+            if not rel.endswith(".py"):
+                continue
             imports[rel] = json.loads(raw or "[]")
             module = rel[:-3].replace("/", ".")
             if module.endswith(".__init__"):

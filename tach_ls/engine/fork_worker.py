@@ -9,6 +9,10 @@ pytest's real ``pytest_runtest_protocol`` with ``nextitem`` chained across the
 batch, so module and session fixtures are set up once per batch, as in
 pytest-xdist. Each item's phase reports become one result (see ``classify``).
 
+Dependencies: ``deps_audit`` brackets each item too, so its result names
+the workspace files it opened and the endpoints it connected to (impact
+analysis selects a test again when a file it read changes).
+
 Isolation: ``become_worker`` calls ``namespaces.enter()`` right after the
 fork, once the output files are open (a standby does it before its job
 arrives); each result carries the features that applied.
@@ -30,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from . import namespaces, procutil
+from . import deps_audit, namespaces, procutil
 from .results import Status
 
 LONGREPR_LIMIT = 24_000
@@ -226,6 +230,7 @@ def install_recorder(config: pytest.Config, root: str, send: Send) -> Recorder:
     """Register the result recorder (done before the job arrives: registering rebuilds pluggy's hook tables)."""
     recorder = Recorder(root, send)
     config.pluginmanager.register(recorder, "tach-ls-recorder")
+    deps_audit.install(root)  # in the worker: the zygote's own opens never pass through it
     namespaces.restore_basetemp(config)
     return recorder
 
@@ -247,10 +252,13 @@ def run_items(
              isolation=namespaces.applied())  # fmt: skip
         if coverage is not None:
             coverage.begin_test(index + 1)
+        deps_audit.start()
         item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        opened, endpoints = deps_audit.stop()
         if coverage is not None:
             coverage.end_test(index + 1)
         result = classify(item, recorder.take())
+        result["opened"], result["endpoints"] = opened, endpoints
         if coverage is not None:
             result["coverage_id"] = index + 1
         output_offsets()

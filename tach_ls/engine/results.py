@@ -77,6 +77,10 @@ class TestResult:
     """With coverage on: the lines it executed, {path relative to the workspace root: sorted lines}."""
     coverage_partial: bool = False
     """Its ``coverage`` may miss lines (ring overflow, crash, timeout): never trust it to exclude."""
+    opened: list[str] = dataclasses.field(default_factory=list)
+    """Workspace files it opened (relative to the root), seen by an audit hook (``deps_audit``)."""
+    endpoints: list[str] = dataclasses.field(default_factory=list)
+    """Network addresses it connected to: 'host:port' or 'unix:path'."""
 
     @classmethod
     def from_wire(cls, fields: dict[str, Any]) -> TestResult:

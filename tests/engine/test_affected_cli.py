@@ -54,3 +54,16 @@ def test_since_a_bad_revision_is_a_usage_error(tmp_path: Path) -> None:
     shutil.copytree(FIXTURE, project)
     proc = tach(project, "--affected", "--since", "no-such-rev")
     assert proc.returncode == 4 and "--since no-such-rev" in proc.stderr
+
+
+def test_a_changed_data_file_selects_the_tests_that_read_it(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "projects" / "impact_deps", project)
+    first = tach(project, "--coverage", "--format", "json")
+    assert set(finished(first).values()) == {"passed"}, first.stderr
+    assert finished(tach(project, "--affected", "--format", "json")) == {}, "nothing changed, nothing runs"
+    data = project / "data" / "prices.csv"
+    data.write_text(data.read_text().replace("pear,4", "pear,5"))
+    changed = tach(project, "--affected", "--format", "json", "--explain")
+    assert finished(changed) == {"tests/test_deps.py::test_reads_data_after_chdir": "passed"}, changed.stderr
+    assert "read data/prices.csv, which changed" in changed.stderr
