@@ -1,7 +1,8 @@
 """Code blocks of a Python file and their fingerprints, for impact analysis.
 
 A block is a function or method body (nested functions belong to their
-enclosing function), a class's own statements (attributes, not its
+enclosing function; a name defined twice, like a property and its setter,
+is told apart by order: `C.x`, `C.x#2`), a class's own statements (attributes, not its
 methods), or the module's top level (everything outside functions and
 class bodies). Its fingerprint hashes the AST without docstrings, line
 numbers or comments, so reformatting or editing a comment changes nothing,
@@ -86,6 +87,16 @@ def blocks_of(tree: ast.Module) -> list[Block]:
             module_parts.append(stmt)
     last = max((getattr(s, "end_lineno", 0) or 0 for s in tree.body), default=0)
     out.append(Block(MODULE, "module", 1, max(last, 1), _digest(ast.Module(body=module_parts, type_ignores=[]))))
+    return _unique_names(out)
+
+
+def _unique_names(blocks: list[Block]) -> list[Block]:
+    """A name defined again (a property's setter, `@overload`s) gets `#2`, `#3`... in source order."""
+    seen: dict[str, int] = {}
+    out = []
+    for b in sorted(blocks, key=lambda b: (b.start, b.name)):
+        count = seen[b.name] = seen.get(b.name, 0) + 1
+        out.append(b if count == 1 else Block(f"{b.name}#{count}", b.kind, b.start, b.end, b.digest))
     return out
 
 

@@ -69,16 +69,36 @@ class Selection:
         return "\n".join(lines)
 
 
+def _guessed(item: Any) -> bool:
+    return item is not None and getattr(item, "dynamic", False) and getattr(item, "params_id", None) is not None
+
+
+def _base(nodeid: str) -> str:
+    return nodeid.split("[", 1)[0]
+
+
 def runnable_ids(selected: list[Selected], items: Mapping[str, Any]) -> list[str]:
     """Node ids to hand the engine: a case whose id is only guessed statically (`dynamic`) runs
     as its whole function, so real collection's ids are covered and no failure can hide."""
+    guessed = {_base(n) for n, item in items.items() if _guessed(item)}
+    out = [_base(s.nodeid) if _base(s.nodeid) in guessed else s.nodeid for s in selected]
+    return list(dict.fromkeys(out))
+
+
+def with_recorded_cases(all_tests: list[str], items: Mapping[str, Any], known: Iterable[str]) -> list[str]:
+    """`all_tests` where each statically guessed case id gives way to the real ids recorded for its
+    function (a run records pytest's ids, which the static index could not compute)."""
+    guessed = {_base(n) for n in all_tests if _guessed(items.get(n))}
+    if not guessed:
+        return all_tests
+    recorded: dict[str, list[str]] = {}
+    for nodeid in known:
+        if "[" in nodeid and _base(nodeid) in guessed:
+            recorded.setdefault(_base(nodeid), []).append(nodeid)
     out: list[str] = []
-    for s in selected:
-        item = items.get(s.nodeid)
-        if item is not None and getattr(item, "dynamic", False) and getattr(item, "params_id", None) is not None:
-            out.append(s.nodeid.split("[", 1)[0])
-        else:
-            out.append(s.nodeid)
+    for nodeid in all_tests:
+        base = _base(nodeid)
+        out.extend(recorded[base] if _guessed(items.get(nodeid)) and base in recorded else [nodeid])
     return list(dict.fromkeys(out))
 
 
@@ -89,9 +109,15 @@ def select_affected(
     env: str,
     changed: list[str] | None = None,
     texts: Mapping[str, bytes] | None = None,
+    items: Mapping[str, Any] | None = None,
 ) -> Selection:
-    """Tests affected by `changed` (default: files that differ from the last recorded run)."""
+    """Tests affected by `changed` (default: files that differ from the last recorded run).
+
+    With `items` (node id -> index item), guessed parametrize ids are matched to the recorded
+    real ids of their function (see `with_recorded_cases`)."""
     if changed is None:
         changed = store.changed_files(root)
+    if items:
+        all_tests = with_recorded_cases(all_tests, items, store.known_tests())
     selected = store.select(root, changed, all_tests, env, policy(root), texts)
     return Selection(selected, len(all_tests), changed)

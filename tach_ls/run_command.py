@@ -174,14 +174,14 @@ class _Impact:
         except GitError as exc:
             sys.stderr.write(f"tach-ls: --since {self.args.since}: {exc}\n")
             return None
-        selection = impact_session.select_affected(self.store, self.index.root, all_tests, self.env, changed)
+        items = {i.nodeid: i for i in self.index.items()}
+        selection = impact_session.select_affected(self.store, self.index.root, all_tests, self.env, changed, items=items)
         if self.args.explain:
             out = sys.stderr if self.args.format == "json" else sys.stdout
             out.write(selection.explain() + "\n")
             skipped = selection.total - len(selection.selected)
             out.write(f"  ({skipped} tests skipped: nothing they depend on changed)\n")
         # The engine runs node ids relative to the rootdir, as the index writes them.
-        items = {i.nodeid: i for i in self.index.items()}
         ids = impact_session.runnable_ids(selection.selected, items)
         return [str(self.index.root / n.split("::", 1)[0]) + ("::" + n.split("::", 1)[1] if "::" in n else "") for n in ids]
 

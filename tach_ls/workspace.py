@@ -311,9 +311,9 @@ class Workspace:
             # The engine runs what is on disk (a save just wrote it): compare that, not a buffer
             # whose debounced re-index may not have caught up with the last keystrokes.
             all_tests = [i.nodeid for fi in self.index.files.values() for i in fi.items if not i.deselected]
-            selection = select_affected(self.impact, self.index.root, all_tests, self.impact_env(), rels)
-            self.last_selection = {s.nodeid: s.reason for s in selection.selected}
             items = {i.nodeid: i for fi in self.index.files.values() for i in fi.items}
+            selection = select_affected(self.impact, self.index.root, all_tests, self.impact_env(), rels, items=items)
+            self.last_selection = {s.nodeid: s.reason for s in selection.selected}
             return runnable_ids(selection.selected, items) or None
         if any(r not in self.index.files for r in rels):
             return []

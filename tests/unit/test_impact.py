@@ -196,3 +196,58 @@ def test_guessed_parameter_ids_run_as_their_whole_function() -> None:
     }
     selected = [Selected("t.py::test_f[data7]", "new"), Selected("t.py::test_g[1]", "new"), Selected("t.py::test_h", "new")]
     assert runnable_ids(selected, items) == ["t.py::test_f", "t.py::test_g[1]", "t.py::test_h"]
+
+
+PROPS = '''from typing import overload
+
+
+class Temp:
+    @property
+    def celsius(self):
+        return self._c
+
+    @celsius.setter
+    def celsius(self, value):
+        self._c = value
+
+
+@overload
+def parse(x: int) -> int: ...
+@overload
+def parse(x: str) -> str: ...
+def parse(x):
+    return x
+'''
+
+
+def test_a_name_defined_twice_records_and_selects_each_definition(tmp_path: Path) -> None:
+    """A property and its setter (and `@overload`s) share a name: each is its own block, the run is recorded."""
+    write_tree(tmp_path, {"pkg/props.py": PROPS})
+    s = ImpactStore(tmp_path / "impact.sqlite3")
+    getter, setter = "tests/t.py::test_get", "tests/t.py::test_set"
+    s.record(tmp_path, [TestRecord(getter, "passed", lines={"pkg/props.py": {7}}), TestRecord(setter, "passed", lines={"pkg/props.py": {11}})], env_key="e")
+    path = tmp_path / "pkg" / "props.py"
+    path.write_text(PROPS.replace("self._c = value", "self._c = float(value)"))
+    picked = {x.nodeid: x.reason for x in s.select(tmp_path, s.changed_files(tmp_path), [getter, setter], "e")}
+    assert picked == {setter: "executed pkg/props.py::Temp.celsius#2, which changed"}
+    path.write_text(PROPS.replace("return x\n", "return None\n"))
+    assert {x.nodeid for x in s.select(tmp_path, s.changed_files(tmp_path), [getter, setter], "e")} == set()
+
+
+def test_guessed_parameter_ids_are_judged_by_the_recorded_real_ids(tmp_path: Path) -> None:
+    """A statically guessed case id is never recorded (the run records pytest's id): it must not count
+    as a new test on every run, and the real cases recorded for its function must stay selectable."""
+    from types import SimpleNamespace
+
+    from tach_ls.impact_session import select_affected
+
+    write_tree(tmp_path, {"pkg/lib.py": LIB})
+    s = ImpactStore(tmp_path / "impact.sqlite3")
+    real = ["t.py::test_f[real-7]", "t.py::test_f[0]"]
+    s.record(tmp_path, [TestRecord(real[0], "passed", lines={"pkg/lib.py": {7}}), TestRecord(real[1], "passed", lines={"pkg/lib.py": {11}})], env_key="e")
+    items = {"t.py::test_f[guess-7]": SimpleNamespace(dynamic=True, params_id="guess-7"), "t.py::test_f[0]": SimpleNamespace(dynamic=False, params_id="0")}
+    static = list(items)
+    assert select_affected(s, tmp_path, static, "e", items=items).selected == []
+    edit(tmp_path, "return x * factor", "return x * factor + 1")
+    picked = select_affected(s, tmp_path, static, "e", items=items)
+    assert [x.nodeid for x in picked.selected] == ["t.py::test_f[real-7]"]
