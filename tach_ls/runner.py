@@ -32,12 +32,16 @@ class Runner:
         self._pending_records: set[asyncio.Task[Any]] = set()
 
     # -- one run ------------------------------------------------------------------------
-    async def run(self, args: list[str], reason: str) -> dict[str, Any]:
+    async def run(self, args: list[str], reason: str, coverage: bool = False) -> dict[str, Any]:
+        """Run `args` (node ids or paths; [] is everything), streaming results; `coverage` sends
+        this run's gutters even when the `coverage` setting is off."""
         from tach_ls.engine.runs import RunRequest
 
         ws = self.ws
         loop = asyncio.get_running_loop()
         ws.loop = loop
+        if coverage:
+            ws.request_coverage()
         engine = ws.ensure_engine()
         progress = _Progress(ws, f"tach-ls-run-{next(_tokens)}")
         finished = 0
@@ -100,7 +104,7 @@ class Runner:
         ws.client.notify(protocol.RUN_FINISHED, protocol.payload(finished_msg))
         progress.end(f"{finished_msg.passed} passed, {finished_msg.failed} failed")
         ws.client.refresh_lenses()
-        if getattr(summary, "coverage", None) is not None:
+        if getattr(summary, "coverage", None) is not None and (coverage or ws.settings.coverage):
             from tach_ls import coverage_data
 
             reports = await loop.run_in_executor(None, coverage_data.analyze, ws.index.root, summary.coverage.files)

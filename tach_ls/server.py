@@ -59,14 +59,14 @@ class TachServer(LanguageServer):
             raise CommandError(f"{uri} is not inside a workspace folder")
         return folder
 
-    async def cancellable_run(self, runner: Any, targets: list[str], reason: str) -> dict[str, Any]:
+    async def cancellable_run(self, runner: Any, targets: list[str], reason: str, coverage: bool = False) -> dict[str, Any]:
         """A run that `$/cancelRequest` of the current request can stop."""
         msg_id = self.protocol._ctx_msg_id.get(None)
         task = asyncio.current_task()
         if msg_id is not None and task is not None:
             self.cancellable[msg_id] = task
         try:
-            return await runner.run(targets, reason)  # type: ignore[no-any-return]
+            return await runner.run(targets, reason, coverage)  # type: ignore[no-any-return]
         finally:
             if msg_id is not None:
                 self.cancellable.pop(msg_id, None)
@@ -270,7 +270,7 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
                 raise CommandError('tach.runTests takes [{"tests": [NODEID, ...]}] or [{"uri": URI}]')
             folder = ls.folder_for_nodeids(tests, spec.get("folder"))
             targets = tests
-        return await ls.cancellable_run(folder.runner, targets, "command")
+        return await ls.cancellable_run(folder.runner, targets, "command", spec.get("coverage") is True)
 
     @server.command(protocol.CMD_RUN_ALL)
     async def run_all(ls: TachServer, *args: Any) -> dict[str, Any]:
@@ -278,7 +278,7 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
         folders = [ls.folder(_str(spec, "folder"))] if "folder" in spec else ls.folders.all()
         if not folders:
             raise CommandError("no workspace folder is open")
-        outcomes = [await ls.cancellable_run(f.runner, [], "all") for f in folders]
+        outcomes = [await ls.cancellable_run(f.runner, [], "all", spec.get("coverage") is True) for f in folders]
         return outcomes[0] if len(outcomes) == 1 else {"folders": outcomes}
 
     @server.command(protocol.CMD_RUN_AFFECTED)
@@ -294,7 +294,7 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
             if targets is None:
                 outcomes.append({"results": [], "total": 0, "passed": 0, "failed": 0, "skipped": 0, "errors": 0})
             else:
-                outcomes.append(await ls.cancellable_run(f.runner, targets, "affected"))
+                outcomes.append(await ls.cancellable_run(f.runner, targets, "affected", spec.get("coverage") is True))
         return outcomes[0] if len(outcomes) == 1 else {"folders": outcomes}
 
     @server.command(protocol.CMD_CANCEL)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,6 +93,7 @@ class Workspace:
         self.collect_errors: dict[str, tuple[int, str]] = {}  # rel -> (0-based line, message) from real collection
         self.last_selection: dict[str, str] = {}  # nodeid -> why the last affected run selected it
         self.coverage = CoverageIndex()  # which tests ran each line, and the gutters last sent
+        self.coverage_requested = False  # a run asked for coverage: the engine measures from then on
         try:
             self.impact: ImpactStore | None = open_store(root)
         except Exception:  # a read-only workspace: impact analysis falls back to the conservative rules
@@ -338,9 +339,24 @@ class Workspace:
     # -- engine -------------------------------------------------------------------------
     def ensure_engine(self) -> Engine:
         if self.engine is None:
-            self.engine = self.engine_factory(self.root, self.settings, self._on_engine_state)
+            settings = replace(self.settings, coverage=self.measures_coverage(self.settings))
+            self.engine = self.engine_factory(self.root, settings, self._on_engine_state)
             self.engine.start()
         return self.engine
+
+    def measures_coverage(self, settings: Settings) -> bool:
+        """The engine measures per-test lines when gutters are on, when saves run the affected
+        tests (impact analysis is only precise with coverage), or once a run asked for it."""
+        return settings.coverage or settings.runOnSave == "affected" or self.coverage_requested
+
+    def request_coverage(self) -> None:
+        """A run wants coverage (VS Code's Coverage profile): restart the engine measuring, if it is not."""
+        if self.measures_coverage(self.settings):
+            return
+        self.coverage_requested = True
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            engine.shutdown()
 
     def _on_engine_state(self, status: Any) -> None:
         """Called on the engine's thread."""
@@ -368,8 +384,8 @@ class Workspace:
             self.publish(rel)
 
     def apply_settings(self, settings: Settings) -> None:
-        engine_relevant = (settings.python, settings.isolation, settings.workers, settings.timeout, settings.coverage)
-        previous = (self.settings.python, self.settings.isolation, self.settings.workers, self.settings.timeout, self.settings.coverage)
+        engine_relevant = (settings.python, settings.isolation, settings.workers, settings.timeout, self.measures_coverage(settings))
+        previous = (self.settings.python, self.settings.isolation, self.settings.workers, self.settings.timeout, self.measures_coverage(self.settings))
         self.settings = settings
         if engine_relevant != previous and self.engine is not None:
             engine, self.engine = self.engine, None

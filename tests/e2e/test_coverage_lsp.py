@@ -45,3 +45,20 @@ async def test_run_sends_coverage_per_file_and_hover_lists_covering_tests(sessio
     await session.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_div"]})
     again = await session.wait_for(protocol.COVERAGE, lambda p: get(p, "uri") == session.uri(CALC) and 5 in get(p, "covered"))
     assert 1 not in get(again, "covered")  # the gutter shows the last run only
+
+
+async def test_a_run_that_asks_for_coverage_gets_it_with_the_setting_off(tmp_path: Path) -> None:
+    """VS Code's Coverage profile sends `"coverage": true` on one run; plain runs stay without gutters."""
+    s = await start(copy_project("lsp_basic", tmp_path), {"workers": 2}, tmp_home=tmp_path / "home")
+    try:
+        plain = await s.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+        assert get(plain, "passed") == 1 and not s.seen.get(protocol.COVERAGE)
+        asked = await s.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_div[6-3-2]"], "coverage": True})
+        assert get(asked, "passed") == 1
+        gutter = await s.wait_for(protocol.COVERAGE, lambda p: get(p, "uri") == s.uri(CALC))
+        assert 5 in get(gutter, "covered") and 1 in get(gutter, "missed")
+        sent = len(s.seen[protocol.COVERAGE])
+        again = await s.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+        assert get(again, "passed") == 1 and len(s.seen[protocol.COVERAGE]) == sent, "a plain run sends no gutters"
+    finally:
+        await stop(s)

@@ -133,3 +133,28 @@ async def test_affected_on_save_compares_the_saved_file_not_a_stale_buffer(tmp_p
     (tmp_path / "tests/test_a.py").write_text(old.replace("def test_b(): pass", "def test_b(): assert False"))
     targets = ws.affected_targets([str(tmp_path / "tests/test_a.py")])
     assert targets is not None and "tests/test_a.py::test_b" in targets
+
+
+def test_the_engine_measures_coverage_when_impact_or_a_run_needs_it(tmp_path: Path) -> None:
+    """runOnSave "affected" is only precise with per-test lines; a run asking for coverage restarts the engine once."""
+    made: list[Settings] = []
+    engines: list[FakeEngine] = []
+
+    def factory(root: Path, settings: Settings, on_state: Any) -> FakeEngine:
+        made.append(settings)
+        engines.append(FakeEngine())
+        return engines[-1]
+
+    write_tree(tmp_path, {"tests/test_a.py": "def test_a(): pass\n"})
+    ws = Workspace(tmp_path, Settings(runOnSave="file"), RecordingClient(), factory)
+    ws.ensure_engine()
+    assert made[-1].coverage is False
+    ws.request_coverage()
+    assert engines[0].shut and ws.engine is None
+    ws.ensure_engine()
+    assert made[-1].coverage is True
+    ws.request_coverage()
+    assert ws.engine is engines[1], "already measuring: no restart"
+    fresh = Workspace(tmp_path, Settings(runOnSave="affected"), RecordingClient(), factory)
+    fresh.ensure_engine()
+    assert made[-1].coverage is True
