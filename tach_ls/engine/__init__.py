@@ -14,7 +14,8 @@ Server side (the tach-ls process):
   results, crashes, timeouts, cancellation, zygote loss.
 - ``layers``: the zygote's processes as seen from outside: start, freshness
   fingerprints, restarts with backoff, preload cache, spawn mode.
-- ``runs``: ``RunRequest``, ``RunHandle``, ``RunSummary``, batching, slots.
+- ``runs``: ``RunRequest``, ``RunHandle`` (with a debug run's address
+  future), ``RunSummary``, batching, slots.
 - ``status``: ``EngineConfig``, ``EngineState``, ``EngineStatus``.
 - ``interpreter``: find and check the project interpreter.
 - ``coverage_feed``: workers' coverage rings mapped and drained, each test's
@@ -28,6 +29,8 @@ Zygote side (the project's interpreter; stdlib + pytest only):
   selection, the standby child and forked workers, reaping.
 - ``fork_worker``: the child: process group, death with parent, output
   files, faulthandler, pytest's runtest protocol per item, one result each.
+- ``debugger``: a debug worker's step before its test: debugpy listens,
+  the address goes to the supervisor, the worker waits for the client.
 - ``warmth``: what workers warmed lazily (modules, regexes) fed back to the
   collected layer so the next worker starts warmer.
 - ``wire``: framed JSON messages over SEQPACKET sockets, dispatch by name.
@@ -42,6 +45,4 @@ Zygote side (the project's interpreter; stdlib + pytest only):
   CTracer, sys.settrace), started in the collected layer, inherited by workers.
 - ``coverage_ring``: the shared-memory ring (a memfd made before each fork)
   that carries a worker's line hits to the supervisor; its reader too.
-
-Seams for later work: ``RunRequest.debug`` (a worker that waits for debugpy).
 """

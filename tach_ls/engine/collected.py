@@ -8,7 +8,9 @@ through pytest's own ``pytest_cmdline_main``, and then takes over
 
 - ``select``: resolve paths, node ids, ``-k`` and ``-m`` against the index;
 - ``spawn``: hand a batch to the standby child (already forked, waiting on a
-  pipe) or fork a fresh worker, then fork the next standby when idle;
+  pipe) or fork a fresh worker, then fork the next standby when idle; a
+  debug job gets a fresh worker on the host's network unless the standby
+  never left it (see ``debugger``);
 - ``kill``: kill workers' process groups (cancellation);
 - reaping: each child has a pidfd in the selector; its exit status goes to
   the supervisor as ``worker_exited``.
@@ -31,7 +33,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from . import fork_worker, procutil, tracer, warmth, wire
+from . import debugger, fork_worker, namespaces, procutil, tracer, warmth, wire
 
 ITEMS_PER_MESSAGE = 400
 LOCK_FILES = (
@@ -225,13 +227,16 @@ class CollectedLayer:
         self.send("selected", req=msg["req"], nodeids=[i.nodeid for i in items], missing=missing, error=error)
 
     def on_spawn(self, msg: dict[str, Any]) -> None:
-        worker, nodeids = msg["worker"], msg["nodeids"]
+        worker, nodeids, debug = msg["worker"], msg["nodeids"], bool(msg.get("debug"))
         unknown = [n for n in nodeids if n not in self.index]
         if unknown:
             self.send("spawn_failed", worker=worker, reason=f"not in this collection: {unknown[:3]}")
             return
-        job = json.dumps({"worker": worker, "nodeids": nodeids}).encode() + b"\n"
-        if self.standby is not None:
+        job = json.dumps({"worker": worker, "nodeids": nodeids, "debug": debug}).encode() + b"\n"
+        # The standby entered the session's isolation already: a debug worker can use it only if
+        # that left the network alone (its port must be reachable from the editor).
+        standby_fits = not debug or not set(debugger.ISOLATION_SKIP) & set(namespaces.plan().features)
+        if self.standby is not None and standby_fits:
             pid, pipe = self.standby
             self.standby = None
             pidfd, _ = self.children[pid]
@@ -311,7 +316,9 @@ class CollectedLayer:
                 close.append(self.standby[1])
             if write_end >= 0:
                 close.append(write_end)
-            files = fork_worker.become_worker(os.getppid(), self.spec["rundir"], close)
+            debug = job is not None and bool(json.loads(job).get("debug"))
+            skip = debugger.ISOLATION_SKIP if debug else ()
+            files = fork_worker.become_worker(os.getppid(), self.spec["rundir"], close, skip=skip)
             assert self.session is not None
             recorder = fork_worker.install_recorder(self.session.config, self.root, send)
             if job is None:
@@ -326,6 +333,8 @@ class CollectedLayer:
             tracer.hand_over(self.coverage, self.child_ring, self.conn, worker)
             send("worker_started", worker=worker, pid=os.getpid(), out=files.out, err=files.err, tb=files.tb)
             items = [self.index[n] for n in task["nodeids"]]
+            if task.get("debug") and not _debug_attach(send, worker, items[0]):
+                fork_worker.finish(send, worker)
             coverage = self.coverage if self.child_ring is not None else None
             fork_worker.run_items(items, worker=worker, recorder=recorder, files=files, send=send, coverage=coverage)
             fork_worker.finish(send, worker, learned=warmth.learned(self.warm_baseline, self.root))
@@ -358,6 +367,11 @@ class CollectedLayer:
                     "If tests misbehave, use --mode spawn."
                 ),
             )
+
+
+def _debug_attach(send: fork_worker.Send, worker: int, item: pytest.Item) -> bool:
+    path, line = item.location[0], item.location[1]
+    return debugger.attach_point(send, worker, item.nodeid, path, line + 1 if line is not None else None)
 
 
 def _rewritten(name: str, must_rewrite: list[str]) -> bool:

@@ -58,8 +58,8 @@ class WorkerFiles:
         return cls(out=base + ".out", err=base + ".err", tb=base + ".tb")
 
 
-def become_worker(zygote_pid: int, outdir: str, close_fds: list[int]) -> WorkerFiles:
-    """Turn a freshly forked child into a worker; the first thing it does."""
+def become_worker(zygote_pid: int, outdir: str, close_fds: list[int], skip: tuple[str, ...] = ()) -> WorkerFiles:
+    """Turn a freshly forked child into a worker; the first thing it does (``skip``: isolation left out)."""
     for fd in close_fds:
         try:
             os.close(fd)
@@ -78,7 +78,7 @@ def become_worker(zygote_pid: int, outdir: str, close_fds: list[int]) -> WorkerF
     tb_file = open(files.tb, "w")  # noqa: SIM115 (kept open for the life of the worker: faulthandler writes to its fd)
     faulthandler.register(TIMEOUT_DUMP_SIGNAL, file=tb_file, all_threads=True)
     faulthandler.enable(file=sys.stderr, all_threads=True)
-    namespaces.enter()  # the session's plan: private /tmp, project overlay, network, /proc guard
+    namespaces.enter(skip=skip)  # the session's plan: private /tmp, project overlay, network, /proc guard
     return files
 
 

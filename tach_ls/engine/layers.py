@@ -327,10 +327,11 @@ class LayerSet:
     def spawn(self, slot: WorkerSlot) -> None:
         if not self.spawn_mode:
             assert self.collected_conn is not None
-            wire.send(self.collected_conn.sock, "spawn", worker=slot.worker, nodeids=slot.nodeids)
+            wire.send(self.collected_conn.sock, "spawn", worker=slot.worker, nodeids=slot.nodeids, debug=slot.debug)
             return
         popen = self.sup.popen(
-            ["batch", self.sup.spec(), str(slot.worker), json.dumps(slot.nodeids)], f"batch{slot.worker}.log"
+            ["batch", self.sup.spec(debug=slot.debug), str(slot.worker), json.dumps(slot.nodeids)],
+            f"batch{slot.worker}.log",
         )
         pidfd = os.pidfd_open(popen.pid)
         self._batches[slot.worker] = (popen, pidfd)

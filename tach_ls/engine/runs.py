@@ -9,6 +9,7 @@ and how a worker that died turns into the result of the test it was running
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import os
@@ -16,6 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, InvalidStateError
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +54,21 @@ class RunRequest:
     workers: int | None = None
     timeout: float | None = None
     debug: bool = False
-    """Seam for debug runs (a worker waiting for debugpy); not implemented yet."""
+    """Debug one test: its worker (forked fresh, on the host's network, no timeout) listens
+    for a debugpy client and waits for it before running the test; the address comes on
+    ``RunHandle.debug_address``. ``args`` must select exactly one test."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DebugAddress:
+    """Where a debug run's worker waits: debugpy's adapter, speaking DAP over TCP."""
+
+    host: str
+    port: int
+
+
+class DebugError(RuntimeError):
+    """A debug run has no address to attach to (debugpy missing, unknown test, cancelled...); the message says why."""
 
 
 @dataclasses.dataclass
@@ -78,9 +94,11 @@ class RunSummary:
 class RunHandle:
     """The caller's side of a run: iterate results as they finish, or wait for the summary."""
 
-    def __init__(self, run_id: int, cancel: Callable[[int], None]) -> None:
+    def __init__(self, run_id: int, cancel: Callable[[int], None], debug: bool = False) -> None:
         self.run_id = run_id
         self.total: int | None = None
+        self.debug_address: Future[DebugAddress] | None = Future() if debug else None
+        """A debug run's: resolves when the worker listens, fails with ``DebugError`` if it never will."""
         self._queue: queue.SimpleQueue[TestResult | None] = queue.SimpleQueue()
         self._done = threading.Event()
         self._summary: RunSummary | None = None
@@ -110,6 +128,16 @@ class RunHandle:
     def _push(self, result: TestResult) -> None:
         self._queue.put(result)
 
+    def _debug_listening(self, address: DebugAddress) -> None:
+        if self.debug_address is not None and not self.debug_address.done():
+            with contextlib.suppress(InvalidStateError):  # the caller cancelled the future meanwhile
+                self.debug_address.set_result(address)
+
+    def _debug_failed(self, reason: str) -> None:
+        if self.debug_address is not None and not self.debug_address.done():
+            with contextlib.suppress(InvalidStateError):
+                self.debug_address.set_exception(DebugError(reason))
+
     def _finish(self, summary: RunSummary) -> None:
         self._summary = summary
         self._queue.put(None)
@@ -137,6 +165,8 @@ class WorkerSlot:
     timeout: float = 0.0
     isolation: list[str] = dataclasses.field(default_factory=list)
     """What the worker said it runs under (a test it dies in still carries it)."""
+    debug: bool = False
+    """It waits for a debugger before its test (see ``RunRequest.debug``)."""
 
 
 def make_batches(

@@ -4,8 +4,8 @@ Server side. ``RunScheduler`` is mixed into ``Supervisor`` so that worker
 messages dispatch by name (``on_test_finished``...) on the same object as the
 layer messages. It owns the life of a run: local or remote selection, the
 click that starts before its freshness check (undone if the code changed),
-batches handed to workers as slots free up, each result streamed, and every
-way a worker can end: reported, crashed (signal or ``os._exit``), timed out
+batches handed to workers as slots free up, each result streamed, a debug
+run's address handed to its caller, and every way a worker can end: reported, crashed (signal or ``os._exit``), timed out
 (stacks dumped by faulthandler, then the process group killed), cancelled,
 or lost with its zygote.
 """
@@ -22,6 +22,7 @@ from . import procutil
 from .results import NodeId, Status, TestResult
 from .runs import (
     TARGETED_LIMIT,
+    DebugAddress,
     Run,
     RunMode,
     WorkerSlot,
@@ -82,6 +83,11 @@ class RunScheduler:
             run.errors.append(f"not found: {arg}")
         if missing and not nodeids:
             run.exit_override = 4
+        if run.request.debug and len(nodeids) > 1:
+            run.errors.append(f"a debug run takes exactly one test; {' '.join(run.request.args)} selects {len(nodeids)}")
+            run.exit_override = 4
+            self._finish(run)
+            return
         run.selected = list(nodeids)
         self._add_collect_errors(run)
         run.phase = "running"
@@ -150,6 +156,22 @@ class RunScheduler:
                 self._finish(run)
         if not slot.nodeids:
             self._release(slot)
+
+    def on_debug_listening(self, msg: dict[str, Any]) -> None:
+        """A debug worker listens for the debugger: its caller may attach now."""
+        run = self._run_of(msg["worker"])
+        if run is not None:
+            run.handle._debug_listening(DebugAddress(str(msg["host"]), int(msg["port"])))
+
+    def on_debug_failed(self, msg: dict[str, Any]) -> None:
+        """The worker cannot listen (no debugpy): its test's error result follows."""
+        run = self._run_of(msg["worker"])
+        if run is not None:
+            run.handle._debug_failed(msg["reason"])
+
+    def _run_of(self, worker: int) -> Run | None:
+        slot = self._workers.get(worker)
+        return self._find_run(slot.run_id) if slot is not None else None
 
     def on_worker_done(self, msg: dict[str, Any]) -> None:
         # The slot was released with its last result; here only what the worker warmed matters.
@@ -234,7 +256,9 @@ class RunScheduler:
             batch = run.queue.popleft()
             worker = self._layers.new_worker_id()
             timeout = run.request.timeout if run.request.timeout is not None else self.config.timeout
-            slot = WorkerSlot(worker=worker, run_id=run.id, nodeids=list(batch), timeout=timeout)
+            if run.request.debug:
+                timeout = 0.0  # a person steps through it at their own pace
+            slot = WorkerSlot(worker=worker, run_id=run.id, nodeids=list(batch), timeout=timeout, debug=run.request.debug)
             self._workers[worker] = slot
             run.active[worker] = slot
             self.standby_ready.clear()
@@ -283,7 +307,7 @@ class RunScheduler:
         for slot in list(self._workers.values()):
             run = self._find_run(slot.run_id)
             message = f"the zygote died while this test ran ({reason}); it is being restarted"
-            if slot.current is not None:
+            if slot.current is not None or slot.debug:  # a debugger attached to the dead worker: no silent retry
                 self._fail_slot(slot, Status.ERROR, message)
             else:
                 if run is not None and slot.nodeids:
@@ -329,8 +353,21 @@ class RunScheduler:
             if slot.pid is not None:
                 procutil.kill_group(slot.pid)
             self._release(slot)
+        if run.handle.debug_address is not None and not run.handle.debug_address.done():
+            run.handle._debug_failed(_no_debugger_reason(run))
         summary = run.summary()
         run.phase = "finished"
         if run in self._runs:
             self._runs.remove(run)
         run.handle._finish(summary)
+
+
+def _no_debugger_reason(run: Run) -> str:
+    """Why a debug run ended without its worker ever listening."""
+    if run.cancelled:
+        return "the debug run was cancelled before its worker listened for a debugger"
+    if run.errors:
+        return "; ".join(run.errors)
+    for result in run.results.values():
+        return f"{result.nodeid} {result.status.value} before a debugger could attach: {result.message}"
+    return f"no test to debug in {' '.join(run.request.args) or 'the whole suite'}"

@@ -20,6 +20,8 @@ Usage::
     sup.start()
     handle = sup.run(RunRequest(args=["tests/test_x.py"]), on_result=print)
     summary = handle.wait()          # or: for result in handle.results(): ...
+    debug = sup.run(RunRequest(args=["tests/test_x.py::test_a"], debug=True))
+    address = debug.debug_address.result(60)   # DebugAddress(host, port), or raises DebugError
     sup.cancel(handle.run_id)        # from any thread
     sup.shutdown()
 """
@@ -125,7 +127,7 @@ class Supervisor(RunScheduler):
         """Queue a run; results stream to ``on_result`` and to the handle."""
         self.start()
         run_id = next(self._run_ids)
-        handle = RunHandle(run_id, self.cancel)
+        handle = RunHandle(run_id, self.cancel, debug=request.debug)
         run = Run(run_id, request, handle, on_result, on_start)
         if self._coverage is not None:
             run.coverage = RunCoverageBuilder(self._coverage)

@@ -14,7 +14,8 @@ one role:
 - ``collected``: spawn mode's collector, a collected layer started directly
   that never forks workers.
 - ``batch``: spawn mode's worker, a fresh interpreter that collects the files
-  of one batch and runs it in-process.
+  of one batch and runs it in-process (a debug batch waits for the debugger
+  after collecting, as a forked debug worker does).
 
 Every role dies with its parent (``PR_SET_PDEATHSIG``).
 """
@@ -210,7 +211,7 @@ def _batch(spec: dict[str, Any], worker: int, nodeids: list[str]) -> NoReturn:
     import pytest
     from _pytest.config import _prepareconfig
 
-    from . import fork_worker, tracer, wire
+    from . import debugger, fork_worker, tracer, wire
 
     conn = wire.connect(spec["connect"])
 
@@ -223,7 +224,8 @@ def _batch(spec: dict[str, Any], worker: int, nodeids: list[str]) -> NoReturn:
         from . import namespaces
 
         namespaces.start_session(spec, send)  # a fresh interpreter per batch: probe here (become_worker enters)
-        files = fork_worker.become_worker(spec["parent"], spec["rundir"], [])
+        debug = bool(spec.get("debug"))
+        files = fork_worker.become_worker(spec["parent"], spec["rundir"], [], skip=debugger.ISOLATION_SKIP if debug else ())
         coverage = tracer.from_spec(spec)
         if coverage is not None:
             tracer.hand_over(coverage, coverage.new_ring(), conn, worker)
@@ -247,6 +249,10 @@ def _batch(spec: dict[str, Any], worker: int, nodeids: list[str]) -> NoReturn:
                         send("test_finished", worker=worker, result={"nodeid": nodeid, "status": "error",
                              "message": "not collected in the spawned interpreter"})  # fmt: skip
                 recorder = fork_worker.install_recorder(session.config, root, send)
+                if debug and items:
+                    path, line = items[0].location[0], items[0].location[1]
+                    if not debugger.attach_point(send, worker, items[0].nodeid, path, None if line is None else line + 1):
+                        fork_worker.finish(send, worker)
                 fork_worker.run_items(items, worker=worker, recorder=recorder, files=files, send=send, coverage=coverage)
                 fork_worker.finish(send, worker)
                 return True

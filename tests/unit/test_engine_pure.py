@@ -138,11 +138,12 @@ def test_human_live_line_on_a_terminal() -> None:
 ENGINE = Path(__file__).resolve().parents[2] / "tach_ls" / "engine"
 ZYGOTE_SIDE = (
     "zygote", "collected", "fork_worker", "wire", "procutil", "warmth", "results",
-    "namespaces", "nsutil", "coverage_ring", "tracer",
+    "namespaces", "nsutil", "coverage_ring", "tracer", "debugger",
 )  # fmt: skip
 """The modules that run in the project's interpreter (DESIGN.md's rule); those not written yet are not listed below."""
-ALLOWED = ("pytest", "_pytest", "__future__", "coverage")
-"""Besides the standard library: pytest, and coverage.py, whose CTracer ``tracer`` uses when the project has it."""
+ALLOWED = ("pytest", "_pytest", "__future__", "coverage", "debugpy")
+"""Besides the standard library: pytest, coverage.py (whose CTracer ``tracer`` uses when the project has it),
+and debugpy (a debug worker's, from the project's interpreter; a clear error when it is missing)."""
 
 
 @pytest.mark.parametrize("module", [m for m in ZYGOTE_SIDE if (ENGINE / f"{m}.py").exists()])
