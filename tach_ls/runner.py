@@ -5,6 +5,10 @@ One `Runner` per workspace. A run streams `tach/runStarted`, one
 with counts, then `tach/runFinished`; the command's response is the
 contract's summary. Saves are coalesced: at most one save-triggered run in
 flight and one queued, a newer save replacing the queued one.
+
+A debug run (`debug`) is the same run of one test with reason "debug", left
+going in the background: the command answers as soon as the worker listens
+for the debugger, and the run's end still comes as `tach/runFinished`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from tach_ls import protocol
@@ -19,6 +24,10 @@ from tach_ls.workspace import Workspace
 
 log = logging.getLogger("tach_ls.runner")
 _tokens = itertools.count(1)
+
+
+class DebugFailed(Exception):
+    """A debug run gives no address to attach to; the message says why (and how to fix it)."""
 
 
 class Runner:
@@ -30,11 +39,16 @@ class Runner:
         self.save_runs_started = 0  # observable for tests of coalescing
         self._record_lock = asyncio.Lock()
         self._pending_records: set[asyncio.Task[Any]] = set()
+        self._debug_runs: set[asyncio.Task[Any]] = set()  # debug runs go on after their command answered
 
     # -- one run ------------------------------------------------------------------------
-    async def run(self, args: list[str], reason: str, coverage: bool = False) -> dict[str, Any]:
+    async def run(
+        self, args: list[str], reason: str, coverage: bool = False, *, debug: bool = False,
+        on_handle: Callable[[Any], None] | None = None,
+    ) -> dict[str, Any]:
         """Run `args` (node ids or paths; [] is everything), streaming results; `coverage` sends
-        this run's gutters even when the `coverage` setting is off."""
+        this run's gutters even when the `coverage` setting is off. `debug`: see `debug()`;
+        `on_handle` gets the engine's handle as soon as the run is queued."""
         from tach_ls.engine.runs import RunRequest
 
         ws = self.ws
@@ -69,10 +83,12 @@ class Runner:
             loop.call_soon_threadsafe(on_result_loop, result)
 
         ws.changed_since_run.clear()
-        request = RunRequest(args=args, workers=ws.settings.workers, timeout=ws.settings.timeout)
+        request = RunRequest(args=args, workers=ws.settings.workers, timeout=ws.settings.timeout, debug=debug)
         handle = engine.run(request, on_result=on_result)
         run_id_box[0] = handle.run_id
         self.handles[handle.run_id] = handle
+        if on_handle is not None:
+            on_handle(handle)
         ws.client.notify(protocol.RUN_STARTED, protocol.payload(protocol.RunStarted(handle.run_id, ws.folder_uri, args, reason)))
         waiting = loop.run_in_executor(None, handle.wait)
         cancelled_by_client = False
@@ -118,6 +134,44 @@ class Runner:
         out["exit_code"] = summary.exit_code
         out["engine_errors"] = list(summary.errors)
         return out
+
+    async def debug(self, nodeid: str) -> dict[str, Any]:
+        """Start a debug run of `nodeid`; `{"host", "port", "nodeid", "run_id"}` once its worker listens.
+
+        Raises `DebugFailed` with the engine's reason (debugpy missing in the
+        project's interpreter, an unknown test...) when it never will; the
+        run still reports its end. Cancelling this call cancels the run.
+        """
+        loop = asyncio.get_running_loop()
+        queued: asyncio.Future[Any] = loop.create_future()
+        run = loop.create_task(self.run([nodeid], "debug", debug=True, on_handle=queued.set_result))
+        self._debug_runs.add(run)
+        run.add_done_callback(self._debug_done)
+        try:
+            await asyncio.wait({queued, run}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            run.cancel()
+            raise
+        if not queued.done():
+            run.result()  # it failed before the engine took it (no usable interpreter...): that error
+            raise DebugFailed(f"the debug run of {nodeid} ended before it started")
+        handle = queued.result()
+        if getattr(handle, "debug_address", None) is None:
+            handle.cancel()
+            raise DebugFailed("this workspace's engine cannot debug tests")
+        try:
+            address = await asyncio.wrap_future(handle.debug_address)
+        except asyncio.CancelledError:
+            handle.cancel()
+            raise
+        except RuntimeError as exc:  # the engine's DebugError
+            raise DebugFailed(str(exc)) from None
+        return {"host": address.host, "port": address.port, "nodeid": nodeid, "run_id": handle.run_id}
+
+    def _debug_done(self, task: asyncio.Task[Any]) -> None:
+        self._debug_runs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("debug run failed", exc_info=task.exception())
 
     def _record_later(self, results: list[Any]) -> None:
         """Record the run for impact analysis after answering: off the click's critical path, in order."""

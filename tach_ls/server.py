@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from tach_ls import __version__, protocol
 from tach_ls.folders import Folder, Folders
+from tach_ls.runner import DebugFailed
 from tach_ls.uris import uri_to_path
 from tach_ls.workspace import EngineFactory
 
@@ -61,12 +64,16 @@ class TachServer(LanguageServer):
 
     async def cancellable_run(self, runner: Any, targets: list[str], reason: str, coverage: bool = False) -> dict[str, Any]:
         """A run that `$/cancelRequest` of the current request can stop."""
+        return await self.cancellable_call(runner.run(targets, reason, coverage))  # type: ignore[no-any-return]
+
+    async def cancellable_call(self, work: Awaitable[Any]) -> Any:
+        """Await `work` so that `$/cancelRequest` of the current request cancels it."""
         msg_id = self.protocol._ctx_msg_id.get(None)
         task = asyncio.current_task()
         if msg_id is not None and task is not None:
             self.cancellable[msg_id] = task
         try:
-            return await runner.run(targets, reason, coverage)  # type: ignore[no-any-return]
+            return await work
         finally:
             if msg_id is not None:
                 self.cancellable.pop(msg_id, None)
@@ -311,7 +318,10 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
         spec = _one_object(args, protocol.CMD_DEBUG_TEST)
         nodeid = _str(spec, "test")
         folder = ls.folder_for_nodeids([nodeid], spec.get("folder"))
-        return await folder.ws.debug(nodeid)
+        try:
+            return await ls.cancellable_call(folder.runner.debug(nodeid))  # type: ignore[no-any-return]
+        except DebugFailed as exc:  # debugpy missing, unknown test...: the reason is the whole message
+            raise JsonRpcException(code=types.LSPErrorCodes.RequestFailed, message=str(exc)) from None
 
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: TachServer, params: Any) -> None:

@@ -333,9 +333,6 @@ class Workspace:
         except Exception:
             log.exception("could not record the run for impact analysis")
 
-    async def debug(self, nodeid: str) -> dict[str, Any]:
-        raise NotImplementedError("debugging a test is not available yet: the engine has no debug worker")
-
     # -- engine -------------------------------------------------------------------------
     def ensure_engine(self) -> Engine:
         if self.engine is None:

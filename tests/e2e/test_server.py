@@ -257,3 +257,57 @@ async def test_import_error_is_a_diagnostic_at_its_line(tmp_path: Path) -> None:
         assert get(result, "passed") == 1, "the other file still runs"
     finally:
         await stop(s)
+
+
+async def test_debug_test_answers_where_to_attach_and_the_result_streams(session: Session) -> None:
+    """tach.debugTest answers once the worker listens; a DAP client attaching (initialize, attach,
+    configurationDone) lets the test run, and its result streams as a run with reason "debug"."""
+    import asyncio
+
+    from tests.dap import DapClient
+
+    nodeid = "tests/test_calc.py::test_add"
+    answer = await session.command(protocol.CMD_DEBUG_TEST, {"test": nodeid})
+    assert get(answer, "nodeid") == nodeid and isinstance(get(answer, "port"), int)
+    started = await session.wait_for(protocol.RUN_STARTED, lambda p: get(p, "reason") == "debug")
+    assert get(started, "tests") == [nodeid]
+
+    def attach() -> DapClient:
+        client = DapClient(get(answer, "host"), get(answer, "port"))
+        client.attach()
+        return client
+
+    client = await asyncio.to_thread(attach)
+    try:
+        result = await session.wait_for(protocol.TEST_RESULT, lambda p: get(p, "nodeid") == nodeid)
+        assert get(result, "status") == "passed" and get(result, "run_id") == get(started, "run_id")
+        await session.wait_for(protocol.RUN_FINISHED, lambda p: get(p, "run_id") == get(started, "run_id"))
+        await asyncio.to_thread(client.disconnect_after_exit)
+    finally:
+        client.close()
+    after = await session.command(protocol.CMD_RUN_TESTS, {"tests": [nodeid]})
+    assert get(after, "passed") == 1, "the next run works"
+
+
+async def test_debug_test_errors_say_why_and_the_server_goes_on(tmp_path: Path) -> None:
+    """An unknown test id and a project interpreter without debugpy are error responses with a clear message."""
+    import sys
+
+    from pygls.exceptions import JsonRpcException
+
+    from tests.dap import venv_without_debugpy
+
+    python = venv_without_debugpy(sys.executable, tmp_path / "venv")
+    root = copy_project("lsp_basic", tmp_path)
+    s = await start(root, {"python": str(python)}, tmp_home=tmp_path / "home")
+    try:
+        with pytest.raises(JsonRpcException, match=r"not found: tests/test_calc.py::test_nope"):
+            await s.command(protocol.CMD_DEBUG_TEST, {"test": "tests/test_calc.py::test_nope"})
+        with pytest.raises(JsonRpcException, match=r"debugpy is not installed in the project's interpreter .*pip install debugpy"):
+            await s.command(protocol.CMD_DEBUG_TEST, {"test": "tests/test_calc.py::test_add"})
+        result = await s.wait_for(protocol.TEST_RESULT, lambda p: get(p, "nodeid") == "tests/test_calc.py::test_add")
+        assert get(result, "status") == "error" and "debugpy is not installed" in get(result, "message")
+        after = await s.command(protocol.CMD_RUN_TESTS, {"tests": ["tests/test_calc.py::test_add"]})
+        assert get(after, "passed") == 1, "the server goes on"
+    finally:
+        await stop(s)

@@ -51,7 +51,7 @@ class FakeEngine:
 
     def run(self, request: Any, on_result: Callable[[TestResult], None] | None = None, on_start: Any = None) -> RunHandle:
         self._next += 1
-        handle = RunHandle(self._next, self.cancel)
+        handle = RunHandle(self._next, self.cancel, debug=bool(getattr(request, "debug", False)))
         with self.new_run:
             self.runs.append(FakeRun(self._next, list(request.args), handle, on_result))
             self.new_run.notify_all()
