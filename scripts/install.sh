@@ -23,7 +23,8 @@ if [ "$with_test" = 1 ]; then
   echo "== pip install -e .[test]"
   "$PY" -m pip install -q -e ".[test]"
   # Engine tests run the project side under 3.11 and 3.12 (sys.monitoring differs):
-  # each project interpreter needs pytest (+ plugins the fixture projects use).
+  # each project interpreter needs pytest (+ plugins the fixture projects use), and
+  # debugpy for debug runs (the test extra installs it for $PY, the server's own).
   # The editor tests: a real headless VS Code (code-server + Debian's chromium); Neovim comes from pip.
   bash scripts/install-vscode-e2e.sh
   # pyenv's shims refuse `python3.12` unless 3.12 is the selected version: use the real binaries.
@@ -31,7 +32,7 @@ if [ "$with_test" = 1 ]; then
     real=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"${other#python}"*/bin/"$other" 2>/dev/null | tail -n 1)
     [ -n "$real" ] || real=$(command -v "$other" || true)
     if [ -n "$real" ] && "$real" --version >/dev/null 2>&1; then
-      "$real" -m pip install -q pytest pytest-asyncio coverage
+      "$real" -m pip install -q pytest pytest-asyncio coverage debugpy
     else
       echo "== warning: $other not found; the engine tests for it will fail with a fix-it message" >&2
     fi

@@ -62,7 +62,7 @@ def project_python(request: pytest.FixtureRequest) -> str:
     if found is None:
         pytest.fail(
             f"engine tests need python{version} with pytest installed; fix with: "
-            f"pyenv install {version} && python{version} -m pip install pytest pytest-asyncio coverage",
+            f"pyenv install {version} && python{version} -m pip install pytest pytest-asyncio coverage debugpy",
             pytrace=False,
         )
     return found

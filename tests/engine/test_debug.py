@@ -11,6 +11,7 @@ mode, and an interpreter without debugpy (a real venv, not a patched import).
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,15 @@ pytestmark = pytest.mark.engine
 
 TEST = "tests/test_basic.py::test_pass"
 ASSERT_LINE = 11  # `assert per_test == "tok-test"` in engine_basic's tests/test_basic.py
+
+
+@pytest.fixture(autouse=True)
+def require_debugpy(project_python: str) -> None:
+    """Fails loudly (never skips) when the project interpreter has no debugpy: CI would pass nothing."""
+    probe = subprocess.run([project_python, "-c", "import debugpy"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.fail(f"debug tests need debugpy in {project_python}; fix with: bash scripts/install.sh --test "
+                    f"(or {project_python} -m pip install debugpy)", pytrace=False)  # fmt: skip
 
 
 def address_of(handle: RunHandle) -> DebugAddress:
