@@ -126,12 +126,21 @@ def copy_env(suite: Suite, root: Path) -> dict[str, str]:
     return {**suite.env, "PYTHONPATH": str(root / "src")}
 
 
-def pytest_failures(suite: Suite, root: Path) -> set[str]:
+def pytest_failures(suite: Suite, root: Path, known: set[str]) -> set[str]:
+    """Node ids pytest reports FAILED or ERROR. A line is `FAILED <nodeid> - <message>` and ids may hold
+    spaces, so each is matched to the longest known id (the baseline run's) it starts with."""
     proc = subprocess.run(
         [str(suite.python), "-m", "pytest", "-q", "--tb=no", "-rfE", "-p", "no:cacheprovider", *suite.test_args],
         cwd=root, env=copy_env(suite, root), capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
-    return {line.split()[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR ")) and "::" in line}
+    out = set()
+    for line in proc.stdout.splitlines():
+        if not line.startswith(("FAILED ", "ERROR ")) or "::" not in line:
+            continue
+        rest = line.split(" ", 1)[1]
+        matches = [k for k in known if rest == k or rest.startswith(k + " - ")]
+        out.add(max(matches, key=len) if matches else rest.split(" - ", 1)[0])
+    return out
 
 
 def tach(suite: Suite, root: Path, *args: str) -> list[dict[str, object]]:
@@ -156,12 +165,13 @@ def bench_suite(name: str, count: int, seed: int) -> dict[str, object]:
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "base"], cwd=root, check=True)
     baseline = tach(suite, root, "--coverage")
-    total = sum(1 for e in baseline if e.get("event") == "test_finished")
+    known = {str(e["test"]) for e in baseline if e.get("event") == "test_finished"}
+    total = len(known)
     rows = []
     for m in candidates(root, PACKAGES[name], count, seed):
         (root / m.path).write_text(m.mutated)
         try:
-            truth = pytest_failures(suite, root)
+            truth = pytest_failures(suite, root, known)
             events = tach(suite, root, "--affected", "--coverage")
             ran = {str(e["test"]): str(e["status"]) for e in events if e.get("event") == "test_finished"}
             failed = {t for t, s in ran.items() if s in ("failed", "error", "crashed", "timeout")}

@@ -8,16 +8,15 @@ class bodies). Its fingerprint hashes the AST without docstrings, line
 numbers or comments, so reformatting or editing a comment changes nothing,
 while a changed default argument (part of the `def`) does.
 
-`line_to_block` maps an executed line back to its block, so per-test line
-coverage becomes "this test executed these blocks".
+`impact_diff` compares two versions block by block, and inside a changed
+function statement by statement.
 """
 
 from __future__ import annotations
 
 import ast
-import bisect
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MODULE = "<module>"
 
@@ -29,6 +28,7 @@ class Block:
     start: int  # 1-based, decorators included
     end: int
     digest: str
+    node: ast.AST | None = field(default=None, compare=False, repr=False)  # the def / class, for diffs
 
 
 def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -69,11 +69,11 @@ def blocks_of(tree: ast.Module) -> list[Block]:
                 own.append(stmt)
         header = ast.ClassDef(name=cls.name, bases=cls.bases, keywords=cls.keywords, body=own, decorator_list=cls.decorator_list)
         start = min([cls.lineno, *(d.lineno for d in cls.decorator_list)])
-        out.append(Block(qual, "class", start, cls.end_lineno or cls.lineno, _digest(header)))
+        out.append(Block(qual, "class", start, cls.end_lineno or cls.lineno, _digest(header), cls))
 
     def add_function(fn: ast.FunctionDef | ast.AsyncFunctionDef, prefix: str) -> None:
         start = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
-        out.append(Block(f"{prefix}{fn.name}", "function", start, fn.end_lineno or fn.lineno, _function_digest(fn)))
+        out.append(Block(f"{prefix}{fn.name}", "function", start, fn.end_lineno or fn.lineno, _function_digest(fn), fn))
 
     for stmt in _strip_docstring(tree.body):
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -96,38 +96,5 @@ def _unique_names(blocks: list[Block]) -> list[Block]:
     out = []
     for b in sorted(blocks, key=lambda b: (b.start, b.name)):
         count = seen[b.name] = seen.get(b.name, 0) + 1
-        out.append(b if count == 1 else Block(f"{b.name}#{count}", b.kind, b.start, b.end, b.digest))
+        out.append(b if count == 1 else Block(f"{b.name}#{count}", b.kind, b.start, b.end, b.digest, b.node))
     return out
-
-
-def blocks_of_source(source: str | bytes) -> list[Block] | None:
-    """Blocks of a file's text, or None when it does not parse."""
-    try:
-        return blocks_of(ast.parse(source))
-    except (SyntaxError, ValueError, RecursionError):
-        return None
-
-
-class LineIndex:
-    """Which block a line belongs to: the innermost function, else the class, else the module."""
-
-    def __init__(self, blocks: list[Block]) -> None:
-        functions = sorted((b for b in blocks if b.kind == "function"), key=lambda b: (b.start, -b.end))
-        classes = sorted((b for b in blocks if b.kind == "class"), key=lambda b: (b.start, -b.end))
-        self._layers = [functions, classes]
-        self._starts = [[b.start for b in layer] for layer in self._layers]
-
-    def block_of(self, line: int) -> str:
-        for layer, starts in zip(self._layers, self._starts):
-            i = bisect.bisect_right(starts, line) - 1
-            best: Block | None = None
-            while i >= 0:
-                b = layer[i]
-                if b.start <= line <= b.end and (best is None or b.start >= best.start):
-                    best = b
-                if b.end < line and best is not None:
-                    break
-                i -= 1
-            if best is not None:
-                return best.name
-        return MODULE

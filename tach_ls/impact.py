@@ -2,19 +2,24 @@
 
 The store (SQLite in the workspace's `.tach-ls/`, WAL mode, one transaction
 per recorded run, so an editor and a terminal can share it and a crash
-mid-write leaves the previous state) keeps for each test: the code blocks
-it executed (from per-test line coverage mapped through `fingerprints`),
-the workspace files it opened, the network endpoints it connected to, its
-last outcome and duration; for each file its blocks' fingerprints and
-content hash as of the last recording; and an environment key.
+mid-write leaves the previous state) keeps for each test: for every
+workspace file it executed or opened, the version of that file it ran
+against (a content digest) and the lines it executed; the network
+endpoints it connected to; its last outcome and duration. It also keeps the
+text of each recorded Python file version (to diff against later), the
+latest version of each file with its imports, and an environment key.
 
 `select()` returns every test a change can affect, each with its reason:
-tests that executed a changed block; that read a changed data file; new
-tests (no record); tests that failed last time; tests whose network use a
-policy selects; and, conservatively, for changes it cannot attribute (a
-module's top level or a class body changed, a file deleted, a compiled
-extension rebuilt) every test that executed anything in that file or in a
-module that imports it. If the environment key changed, everything.
+tests that executed a line a changed function's new version can behave
+differently on (`impact_diff`: statement-level, scoping-aware); that read a
+changed data file; new tests (no record); tests that failed last time;
+tests whose network use a policy selects; and, conservatively, for changes
+it cannot attribute (a module's top level or a class body changed, a def
+added or removed, a file deleted, a compiled extension rebuilt) every test
+that executed anything in that file or in a module that imports it. Each
+test is judged against the version it last ran on, so a partial run in
+between never hides a change from the tests it did not run. If the
+environment key changed, everything.
 """
 
 from __future__ import annotations
@@ -24,26 +29,28 @@ import hashlib
 import json
 import sqlite3
 import time
+import zlib
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tach_ls.fingerprints import MODULE, Block, LineIndex, blocks_of_source
+from tach_ls.impact_diff import FileChange, diff_sources
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
--- schema 2: file_blocks has kind/start/end_ (older stores are dropped by _migrate)
 CREATE TABLE IF NOT EXISTS tests (nodeid TEXT PRIMARY KEY, outcome TEXT, duration_ms REAL, recorded REAL, complete INTEGER);
-CREATE TABLE IF NOT EXISTS test_blocks (nodeid TEXT, file TEXT, block TEXT, PRIMARY KEY (nodeid, file, block)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS test_blocks_by_file ON test_blocks (file, block);
-CREATE TABLE IF NOT EXISTS test_files (nodeid TEXT, file TEXT, PRIMARY KEY (nodeid, file)) WITHOUT ROWID;
+-- per test and file: the file's version (content digest) it ran against, its executed lines, whether it open()ed it
+CREATE TABLE IF NOT EXISTS test_files (nodeid TEXT, file TEXT, digest TEXT, lines BLOB, opened INTEGER, PRIMARY KEY (nodeid, file)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS test_files_by_file ON test_files (file);
 CREATE TABLE IF NOT EXISTS test_net (nodeid TEXT, endpoint TEXT, PRIMARY KEY (nodeid, endpoint)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS file_blocks (file TEXT, block TEXT, digest TEXT, kind TEXT, start INTEGER, end_ INTEGER, PRIMARY KEY (file, block)) WITHOUT ROWID;
+-- the text of every Python file version some test ran against (zlib), to diff against the current one
+CREATE TABLE IF NOT EXISTS sources (digest TEXT PRIMARY KEY, text BLOB) WITHOUT ROWID;
+-- the latest recorded version of each file, and what it imports (for the conservative importers rule)
 CREATE TABLE IF NOT EXISTS file_state (file TEXT PRIMARY KEY, digest TEXT, imports TEXT);
 """
 FAILED = ("failed", "error", "crashed", "timeout")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Adder = Callable[[Iterable[str], str], None]
 
 
@@ -101,6 +108,7 @@ class ImpactStore:
         self._migrate()
         self.db.executescript(SCHEMA)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        self._diffs: dict[tuple[str, str], FileChange | None] = {}
 
     def _migrate(self) -> None:
         """A store from another schema is dropped: it is a cache of what runs told us."""
@@ -109,7 +117,7 @@ class ImpactStore:
         except sqlite3.OperationalError:
             return  # a new store
         if row is None or row[0] != str(SCHEMA_VERSION):
-            for table in ("meta", "tests", "test_blocks", "test_files", "test_net", "file_blocks", "file_state"):
+            for table in ("meta", "tests", "test_blocks", "test_files", "test_net", "file_blocks", "file_state", "sources"):
                 self.db.execute(f"DROP TABLE IF EXISTS {table}")  # noqa: S608 - fixed names
 
     def close(self) -> None:
@@ -122,51 +130,43 @@ class ImpactStore:
 
     # -- recording ---------------------------------------------------------------------
     def record(self, root: Path, records: Iterable[TestRecord], env_key: str) -> None:
-        """Store a run's records, and the fingerprints of the files they touched, atomically."""
+        """Store a run's records, each file with the version the tests saw, atomically."""
         records = list(records)
         files = {f for r in records for f in r.lines} | {f for r in records for f in r.opened}
-        fingerprints: dict[str, tuple[list[Block] | None, str, list[str]]] = {}
-        known = self.recorded_files()
-        unchanged: dict[str, list[Block]] = {}
+        known = dict(self.db.execute("SELECT file, digest FROM file_state"))
+        digests: dict[str, str] = {}
+        sources: dict[str, tuple[bytes, str]] = {}  # digest -> (compressed text, imports)
         for rel in files:
             try:
                 data = (root / rel).read_bytes()
             except OSError:
+                digests[rel] = ""  # gone already: whatever is there next time counts as changed
                 continue
-            digest = content_digest(data)
-            if known.get(rel) == digest:
-                unchanged[rel] = self._stored_blocks(rel)  # same text: no need to parse it again
-                continue
-            if not rel.endswith(".py"):  # a data file: its digest is all change detection needs
-                fingerprints[rel] = ([], digest, [])
-                continue
-            blocks = blocks_of_source(data)
-            fingerprints[rel] = (blocks, digest, sorted(_imports(data, rel)))
+            digest = digests[rel] = content_digest(data)
+            if rel.endswith(".py") and known.get(rel) != digest:
+                sources[digest] = (zlib.compress(data, 1), json.dumps(sorted(_imports(data, rel))))
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute("INSERT OR REPLACE INTO meta VALUES ('env', ?)", (env_key,))
-            for rel, (blocks, digest, imports) in fingerprints.items():
-                cur.execute("DELETE FROM file_blocks WHERE file=?", (rel,))
-                cur.executemany("INSERT INTO file_blocks VALUES (?,?,?,?,?,?)", [(rel, b.name, b.digest, b.kind, b.start, b.end) for b in blocks or []])
-                cur.execute("INSERT OR REPLACE INTO file_state VALUES (?,?,?)", (rel, digest, json.dumps(imports)))
-            indexes = {rel: LineIndex(fp[0]) for rel, fp in fingerprints.items() if fp[0] is not None}
-            indexes.update({rel: LineIndex(blocks) for rel, blocks in unchanged.items() if blocks})
+            for rel, digest in digests.items():
+                if known.get(rel) != digest:
+                    imports = sources[digest][1] if digest in sources else "[]"
+                    cur.execute("INSERT OR REPLACE INTO file_state VALUES (?,?,?)", (rel, digest, imports))
+            cur.executemany("INSERT OR IGNORE INTO sources VALUES (?,?)", [(d, text) for d, (text, _i) in sources.items()])
             now = time.time()
             for r in records:
                 cur.execute("INSERT OR REPLACE INTO tests VALUES (?,?,?,?,?)", (r.nodeid, r.outcome, r.duration_ms, now, int(r.complete)))
-                for table in ("test_blocks", "test_files", "test_net"):
+                for table in ("test_files", "test_net"):
                     cur.execute(f"DELETE FROM {table} WHERE nodeid=?", (r.nodeid,))  # noqa: S608 - fixed names
-                rows = set()
-                for rel, lines in r.lines.items():
-                    index = indexes.get(rel)
-                    if index is None:
-                        rows.add((r.nodeid, rel, MODULE))
-                        continue
-                    rows.update((r.nodeid, rel, index.block_of(line)) for line in lines)
-                cur.executemany("INSERT OR IGNORE INTO test_blocks VALUES (?,?,?)", sorted(rows))
-                cur.executemany("INSERT OR IGNORE INTO test_files VALUES (?,?)", [(r.nodeid, f) for f in sorted(r.opened)])
+                rows = [
+                    (r.nodeid, rel, digests.get(rel, ""), array("I", sorted(r.lines.get(rel, ()))).tobytes(), int(rel in r.opened))
+                    for rel in sorted(set(r.lines) | r.opened)
+                ]
+                cur.executemany("INSERT INTO test_files VALUES (?,?,?,?,?)", rows)
                 cur.executemany("INSERT OR IGNORE INTO test_net VALUES (?,?)", [(r.nodeid, e) for e in sorted(r.endpoints)])
+            # Versions no test depends on any more are not needed to judge a change.
+            cur.execute("DELETE FROM sources WHERE digest NOT IN (SELECT digest FROM test_files UNION SELECT digest FROM file_state)")
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -176,38 +176,27 @@ class ImpactStore:
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         for n in nodeids:
-            for table in ("tests", "test_blocks", "test_files", "test_net"):
+            for table in ("tests", "test_files", "test_net"):
                 cur.execute(f"DELETE FROM {table} WHERE nodeid=?", (n,))  # noqa: S608
         cur.execute("COMMIT")
-
-    def _stored_blocks(self, rel: str) -> list[Block]:
-        rows = self.db.execute("SELECT block, kind, start, end_, digest FROM file_blocks WHERE file=?", (rel,))
-        return [Block(name, kind, start, end, digest) for name, kind, start, end, digest in rows]
 
     # -- queries ---------------------------------------------------------------------
     def known_tests(self) -> dict[str, tuple[str, float, bool]]:
         return {n: (o, d, bool(c)) for n, o, d, c in self.db.execute("SELECT nodeid, outcome, duration_ms, complete FROM tests")}
 
-    def recorded_files(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT file, digest FROM file_state"))
-
-    def reason_for(self, nodeid: str) -> list[str]:
-        """What a test was recorded depending on (for hovers and --explain)."""
-        files = [f"{f}::{b}" for f, b in self.db.execute("SELECT file, block FROM test_blocks WHERE nodeid=?", (nodeid,))]
-        return files
-
     # -- change detection --------------------------------------------------------------
     def changed_files(self, root: Path, candidates: Iterable[str] | None = None) -> list[str]:
-        """Files whose content differs from the last recording (or that are gone)."""
-        recorded = self.recorded_files()
-        names = set(recorded) | set(candidates or ())
+        """Files whose content differs from a version some test was recorded against (or that are gone)."""
+        versions: dict[str, set[str]] = {}
+        for rel, digest in self.db.execute("SELECT DISTINCT file, digest FROM test_files UNION SELECT file, digest FROM file_state"):
+            versions.setdefault(rel, set()).add(digest)
         changed = []
-        for rel in sorted(names):
+        for rel in sorted(set(versions) | set(candidates or ())):
             try:
                 digest = content_digest((root / rel).read_bytes())
             except OSError:
                 digest = None
-            if digest != recorded.get(rel):
+            if versions.get(rel, set()) - {digest} or digest is None and rel in versions or rel not in versions:
                 changed.append(rel)
         return changed
 
@@ -232,9 +221,10 @@ class ImpactStore:
         if self.env_key() != env_key:
             return [Selected(n, "the environment changed (interpreter, lock files or pytest config)") for n in all_tests]
         known = self.known_tests()
+        present = set(all_tests)
         add((n for n in all_tests if n not in known), "new test (no record yet)")
-        add((n for n, (o, _d, _c) in known.items() if o in FAILED and n in set(all_tests)), "failed last time")
-        add((n for n, (_o, _d, c) in known.items() if not c and n in set(all_tests)), "its coverage was incomplete last time")
+        add((n for n, (o, _d, _c) in known.items() if o in FAILED and n in present), "failed last time")
+        add((n for n, (_o, _d, c) in known.items() if not c and n in present), "its coverage was incomplete last time")
         importers = self._importers()
         for rel in changed:
             self._select_for_file(root, rel, add, importers, texts)
@@ -243,34 +233,46 @@ class ImpactStore:
                 why = policy.selects(endpoint, changed)
                 if why:
                     add([nodeid], why)
-        present = set(all_tests)
         return [Selected(n, r) for n, r in reasons.items() if n in present]
 
-    def _select_for_file(self, root: Path, rel: str, add_: Adder, importers: dict[str, set[str]], texts: Mapping[str, bytes] | None) -> None:
-        readers = [n for (n,) in self.db.execute("SELECT nodeid FROM test_files WHERE file=?", (rel,))]
-        add_(readers, f"read {rel}, which changed")
-        if not rel.endswith((".py", ".pyi", ".so", ".pyd")):
-            return
-        old = dict(self.db.execute("SELECT block, digest FROM file_blocks WHERE file=?", (rel,)))
+    def _select_for_file(self, root: Path, rel: str, add: Adder, importers: dict[str, set[str]], texts: Mapping[str, bytes] | None) -> None:
         try:
-            data = texts[rel] if texts and rel in texts else (root / rel).read_bytes()
+            data: bytes | None = texts[rel] if texts and rel in texts else (root / rel).read_bytes()
         except OSError:
             data = None
-        new_blocks = blocks_of_source(data) if data is not None and rel.endswith(".py") else None
-        if new_blocks is None or not old:
-            why = "was deleted" if data is None else ("is not Python source we can read" if new_blocks is None else "was not recorded before")
-            self._select_users(rel, f"{rel} {why}", add_, importers)
-            return
-        new = {b.name: b.digest for b in new_blocks}
-        for name, digest in old.items():
-            if new.get(name) == digest:
+        digest = content_digest(data) if data is not None else None
+        by_version: dict[str, list[tuple[str, bytes, int]]] = {}
+        for nodeid, version, lines, opened in self.db.execute("SELECT nodeid, digest, lines, opened FROM test_files WHERE file=?", (rel,)):
+            if version != digest:
+                by_version.setdefault(version, []).append((nodeid, lines, opened))
+        for version, rows in by_version.items():
+            add((n for n, _l, opened in rows if opened), f"read {rel}, which changed")
+            executed = [(n, lines) for n, lines, _o in rows if lines]
+            if not executed:
                 continue
-            kind_module_level = name == MODULE or (name in new and _is_class(new_blocks, name)) or (name not in new and _was_class(name, old))
-            if kind_module_level:
-                self._select_users(rel, f"{rel}: {'module top level' if name == MODULE else 'class ' + name + ' body'} changed", add_, importers)
-            else:
-                users = [n for (n,) in self.db.execute("SELECT nodeid FROM test_blocks WHERE file=? AND block=?", (rel, name))]
-                add_(users, f"executed {rel}::{name}, which changed")
+            change, why = self._change(rel, version, data, digest)
+            if change is None or change.module_level:
+                self._select_users(rel, f"{rel}: {why or change.module_level}", add, importers)  # type: ignore[union-attr]
+                continue
+            for nodeid, blob in executed:
+                ran = set(array("I", blob))
+                for name, ((start, end), triggers) in change.functions.items():
+                    if ran & triggers if triggers is not None else any(start <= line <= end for line in ran):
+                        add([nodeid], f"executed {rel}::{name}, which changed")
+                        break
+
+    def _change(self, rel: str, version: str, data: bytes | None, digest: str | None) -> tuple[FileChange | None, str]:
+        """How `rel` changed since `version` (cached per pair of versions); None and why when it cannot be told."""
+        if data is None:
+            return None, "was deleted"
+        if not rel.endswith(".py"):
+            return None, "is not Python source we can read"
+        key = (version, digest or "")
+        if key not in self._diffs:
+            row = self.db.execute("SELECT text FROM sources WHERE digest=?", (version,)).fetchone()
+            self._diffs[key] = diff_sources(zlib.decompress(row[0]), data) if row else None
+        change = self._diffs[key]
+        return change, "" if change is not None else "was not recorded before, or does not parse"
 
     def _select_users(self, rel: str, reason: str, add: Adder, importers: dict[str, set[str]]) -> None:
         """Conservative: tests that executed anything in `rel` or in a module importing it."""
@@ -282,7 +284,7 @@ class ImpactStore:
                     files.add(importer)
                     stack.append(importer)
         marks = ",".join("?" * len(files))
-        users = [n for (n,) in self.db.execute(f"SELECT DISTINCT nodeid FROM test_blocks WHERE file IN ({marks})", sorted(files))]  # noqa: S608
+        users = [n for (n,) in self.db.execute(f"SELECT DISTINCT nodeid FROM test_files WHERE file IN ({marks})", sorted(files))]  # noqa: S608
         add(users, reason)
 
     def _importers(self) -> dict[str, set[str]]:
@@ -311,14 +313,6 @@ def _suffixes(module: str) -> list[str]:
     """src.pkg.mod -> ["src.pkg.mod", "pkg.mod", "mod"]: a layout-agnostic match for imports."""
     parts = module.split(".")
     return [".".join(parts[i:]) for i in range(len(parts))]
-
-
-def _is_class(blocks: list[Block], name: str) -> bool:
-    return any(b.name == name and b.kind == "class" for b in blocks)
-
-
-def _was_class(name: str, old: dict[str, str]) -> bool:
-    return any(other.startswith(name + ".") for other in old)
 
 
 def _imports(data: bytes, rel: str) -> set[str]:

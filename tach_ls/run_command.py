@@ -49,7 +49,7 @@ def _collect_args(targets: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from tach_ls.cachedir import cache_dir
     from tach_ls.engine import interpreter
-    from tach_ls.engine.runs import RunMode, RunRequest
+    from tach_ls.engine.runs import RunMode, RunRequest, RunSummary
     from tach_ls.engine.supervisor import EngineConfig, EngineState, Supervisor
     from tach_ls.report import Reporter
     from tach_ls.report.human import HumanReporter
@@ -67,20 +67,23 @@ def run(args: argparse.Namespace) -> int:
     except interpreter.InterpreterError as exc:
         sys.stderr.write(f"tach-ls: {exc}\n")
         return 4
+    reporters: list[Reporter] = [NdjsonReporter(sys.stdout) if args.format == "json" else HumanReporter(sys.stdout)]
+    if args.junit_xml:
+        reporters.append(JunitReporter(Path(args.junit_xml)))
     impact = _Impact(root, str(python), ".".join(map(str, checked.version)), args)
     if args.affected:
         selected = impact.select(args.targets)
         if selected is None:
             return 4
-        if not selected:
-            sys.stdout.write("tach-ls: no test is affected by the changes\n")
+        if not selected:  # success, and every output format still says so (an empty run, exit 0)
+            (sys.stderr if args.format == "json" else sys.stdout).write("tach-ls: no test is affected by the changes\n")
             impact.close()
+            nothing = RunSummary(run_id=0, exit_code=0, counts={}, duration_s=0.0, results=[])
+            for reporter in reporters:
+                reporter.start(0)
+                reporter.finish(nothing)
             return 0
         args.targets = selected
-
-    reporters: list[Reporter] = [NdjsonReporter(sys.stdout) if args.format == "json" else HumanReporter(sys.stdout)]
-    if args.junit_xml:
-        reporters.append(JunitReporter(Path(args.junit_xml)))
     defaults = EngineConfig(root=root)
     config = EngineConfig(
         root=root,

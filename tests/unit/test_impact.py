@@ -251,3 +251,24 @@ def test_guessed_parameter_ids_are_judged_by_the_recorded_real_ids(tmp_path: Pat
     edit(tmp_path, "return x * factor", "return x * factor + 1")
     picked = select_affected(s, tmp_path, static, "e", items=items)
     assert [x.nodeid for x in picked.selected] == ["t.py::test_f[real-7]"]
+
+
+def test_each_test_is_judged_against_the_version_it_ran_on(tmp_path: Path) -> None:
+    """A partial run records a newer version of a file; a test last run on the older one must still
+    see the change between the two, or a failure hides."""
+    write_tree(tmp_path, {"pkg/lib.py": LIB})
+    s = ImpactStore(tmp_path / "impact.sqlite3")
+    s.record(tmp_path, [TestRecord("t.py::test_double", "passed", lines={"pkg/lib.py": {7}})], env_key="e")
+    edit(tmp_path, "return x * factor", "return x * factor * 2")
+    s.record(tmp_path, [TestRecord("t.py::test_triple", "passed", lines={"pkg/lib.py": {11}})], env_key="e")
+    picked = {x.nodeid: x.reason for x in s.select(tmp_path, s.changed_files(tmp_path), ["t.py::test_double", "t.py::test_triple"], "e")}
+    assert picked == {"t.py::test_double": "executed pkg/lib.py::double, which changed"}
+
+
+def test_a_change_in_a_branch_a_test_never_took_does_not_select_it(tmp_path: Path) -> None:
+    source = "def sign(x):\n    if x < 0:\n        return -1\n    return 1\n"
+    write_tree(tmp_path, {"pkg/sign.py": source})
+    s = ImpactStore(tmp_path / "impact.sqlite3")
+    s.record(tmp_path, [TestRecord("t.py::test_neg", "passed", lines={"pkg/sign.py": {2, 3}}), TestRecord("t.py::test_pos", "passed", lines={"pkg/sign.py": {2, 4}})], env_key="e")
+    (tmp_path / "pkg" / "sign.py").write_text(source.replace("return -1", "return -2"))
+    assert [x.nodeid for x in s.select(tmp_path, s.changed_files(tmp_path), ["t.py::test_neg", "t.py::test_pos"], "e")] == ["t.py::test_neg"]
