@@ -74,9 +74,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return run_command.run(args)
     if args.command == "serve":
-        from tach_ls.server import serve
+        from tach_ls.early import serve_stdio
 
-        serve()
+        serve_stdio()
         return 0
     parser.print_help(sys.stderr)
     return 4

@@ -360,8 +360,8 @@ def _str(spec: dict[str, Any], key: str) -> str:
     return value
 
 
-def serve() -> None:
-    """Serve LSP over stdio until the client says exit."""
+def serve(stdin: Any = None, stdout: Any = None) -> None:
+    """Serve LSP over stdio (or the given binary streams, see `early`) until the client says exit."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tach_ls").setLevel(logging.INFO)
-    create_server().start_io()
+    create_server().start_io(stdin, stdout)
