@@ -95,6 +95,10 @@ class NetworkPolicy:
         return None
 
 
+ABSENT = "absent"
+"""The digest of a file that does not exist (a test that checks a file is missing depends on that too)."""
+
+
 def content_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -140,7 +144,7 @@ class ImpactStore:
             try:
                 data = (root / rel).read_bytes()
             except OSError:
-                digests[rel] = ""  # gone already: whatever is there next time counts as changed
+                digests[rel] = ABSENT  # a test looked for it and it was not there: changed when it appears
                 continue
             digest = digests[rel] = content_digest(data)
             if rel.endswith(".py") and known.get(rel) != digest:
@@ -195,8 +199,8 @@ class ImpactStore:
             try:
                 digest = content_digest((root / rel).read_bytes())
             except OSError:
-                digest = None
-            if versions.get(rel, set()) - {digest} or digest is None and rel in versions or rel not in versions:
+                digest = ABSENT
+            if versions.get(rel, set()) - {digest} or rel not in versions:
                 changed.append(rel)
         return changed
 
@@ -240,7 +244,7 @@ class ImpactStore:
             data: bytes | None = texts[rel] if texts and rel in texts else (root / rel).read_bytes()
         except OSError:
             data = None
-        digest = content_digest(data) if data is not None else None
+        digest = content_digest(data) if data is not None else ABSENT
         by_version: dict[str, list[tuple[str, bytes, int]]] = {}
         for nodeid, version, lines, opened in self.db.execute("SELECT nodeid, digest, lines, opened FROM test_files WHERE file=?", (rel,)):
             if version != digest:

@@ -272,3 +272,13 @@ def test_a_change_in_a_branch_a_test_never_took_does_not_select_it(tmp_path: Pat
     s.record(tmp_path, [TestRecord("t.py::test_neg", "passed", lines={"pkg/sign.py": {2, 3}}), TestRecord("t.py::test_pos", "passed", lines={"pkg/sign.py": {2, 4}})], env_key="e")
     (tmp_path / "pkg" / "sign.py").write_text(source.replace("return -1", "return -2"))
     assert [x.nodeid for x in s.select(tmp_path, s.changed_files(tmp_path), ["t.py::test_neg", "t.py::test_pos"], "e")] == ["t.py::test_neg"]
+
+
+def test_a_file_a_test_found_missing_selects_it_only_when_it_appears(tmp_path: Path) -> None:
+    s = ImpactStore(tmp_path / "impact.sqlite3")
+    s.record(tmp_path, [TestRecord("t.py::test_missing", "passed", opened={"conf/missing.cfg"})], env_key="e")
+    assert s.changed_files(tmp_path) == []
+    assert s.select(tmp_path, s.changed_files(tmp_path), ["t.py::test_missing"], "e") == []
+    write_tree(tmp_path, {"conf/missing.cfg": "x = 1\n"})
+    picked = s.select(tmp_path, s.changed_files(tmp_path), ["t.py::test_missing"], "e")
+    assert [(x.nodeid, x.reason) for x in picked] == [("t.py::test_missing", "read conf/missing.cfg, which changed")]
