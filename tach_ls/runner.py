@@ -118,6 +118,7 @@ class Runner:
             counts=counts,
         )
         ws.client.notify(protocol.RUN_FINISHED, protocol.payload(finished_msg))
+        ws.log_engine_warnings()
         progress.end(f"{finished_msg.passed} passed, {finished_msg.failed} failed")
         ws.client.refresh_lenses()
         if getattr(summary, "coverage", None) is not None and (coverage or ws.settings.coverage):

@@ -169,6 +169,9 @@ class _LspClient:
     def show_error(self, message: str) -> None:
         self.server.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
 
+    def log_warning(self, message: str) -> None:
+        self.server.window_log_message(types.LogMessageParams(types.MessageType.Warning, message))
+
 
 def _real_engine_factory(root: Path, settings: Any, on_state: Any) -> Any:
     from tach_ls.engine_factory import make_engine

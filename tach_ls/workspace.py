@@ -42,6 +42,7 @@ class Client(Protocol):
     async def progress_begin(self, token: str, title: str) -> bool: ...
     def progress(self, token: str, kind: str, message: str, percentage: int | None = None) -> None: ...
     def show_error(self, message: str) -> None: ...
+    def log_warning(self, message: str) -> None: ...
 
 
 class Engine(Protocol):
@@ -94,6 +95,7 @@ class Workspace:
         self.last_selection: dict[str, str] = {}  # nodeid -> why the last affected run selected it
         self.coverage = CoverageIndex()  # which tests ran each line, and the gutters last sent
         self.coverage_requested = False  # a run asked for coverage: the engine measures from then on
+        self.warned: set[str] = set()  # engine warnings already logged to the editor
         try:
             self.impact: ImpactStore | None = open_store(root)
         except Exception:  # a read-only workspace: impact analysis falls back to the conservative rules
@@ -366,8 +368,17 @@ class Workspace:
         self.client.notify(protocol.STATUS, protocol.payload(self.status))
         if state == "ready":
             self._collection_errors_changed(dict(getattr(self.engine, "collect_errors", {}) or {}))
+        self.log_engine_warnings()
         if state == "failed":
             self.client.show_error(f"tach-ls: the test engine for {self.root} failed: {self.status.detail}")
+
+    def log_engine_warnings(self) -> None:
+        """What the engine warned about (threads alive at fork, isolation that could not apply...),
+        once each, in the editor's log."""
+        for warning in list(getattr(self.engine, "warnings", None) or []):
+            if warning not in self.warned:
+                self.warned.add(warning)
+                self.client.log_warning(f"tach-ls ({self.root.name}): {warning}")
 
     def _collection_errors_changed(self, errors: dict[str, str]) -> None:
         """Real collection's errors (import errors...) as diagnostics at their file and line."""

@@ -139,6 +139,8 @@ async def start(
     features = lsp.protocol.fm.features
     default = features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
     features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = lambda *a: (default(*a), session.record(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, a[-1]))
+    default_log = features.get(types.WINDOW_LOG_MESSAGE)
+    features[types.WINDOW_LOG_MESSAGE] = lambda *a: (default_log(*a) if default_log else None, session.record(types.WINDOW_LOG_MESSAGE, a[-1]))
     await lsp.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities(client),

@@ -37,6 +37,9 @@ class RecordingClient:
     def show_error(self, message: str) -> None:
         self.sent.append(("error", message))
 
+    def log_warning(self, message: str) -> None:
+        self.sent.append(("warning", message))
+
 
 def make(tmp_path: Path) -> tuple[Workspace, Runner, FakeEngine, RecordingClient]:
     write_tree(tmp_path, {"tests/test_a.py": "def test_a(): pass\ndef test_b(): pass\n"})
