@@ -7,9 +7,10 @@
   fresh profile, the lsp_basic fixture opened, and what the workbench shows
   asserted: the Test Explorer's tests, a gutter click that passes, a test broken
   and saved during a continuous run failing at its assertion line, and, when
-  the server sends `tach/coverage`, coverage marks in the editor; and, in a
-  second window whose server interpreter lacks tach-ls, one notification with
-  the fixes.
+  the server sends `tach/coverage`, coverage marks in the editor; in a second
+  window, the Debug profile without the Python Debugger extension pausing at a
+  breakpoint and showing the test's result; and, in a third whose server
+  interpreter lacks tach-ls, one notification with the fixes.
 
 Screenshots go to tests/e2e/artifacts/vscode/ (printed; kept by CI). The tools
 come from `bash scripts/install-vscode-e2e.sh`; when they are missing these tests
@@ -316,6 +317,25 @@ def test_coverage_marks_in_the_editor(coverage_mode: str | None, request: pytest
     lines = step["lines"]
     assert "hit" in lines["2"]["coverage"], lines  # `return a + b`, run by test_add
     assert "04-coverage.png" in report["screenshots"]
+
+
+def test_debug_profile_without_the_python_debugger_pauses_at_a_breakpoint_and_shows_the_result(
+    tools: Tools, vsix: Path, artifacts: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No ms-python.debugpy in this VS Code (only tach-ls is installed): the Debug profile attaches
+    with tach-ls's own debug type, VS Code speaking DAP straight to debugpy in the test's worker.
+    The regression it catches: a Debug profile that needs an extension the user does not have."""
+    base = tmp_path_factory.mktemp("vscode-debug")
+    folder = copy_project("lsp_basic", base)
+    report = run_scenario(tools, vsix, base, folder, "debug", False)
+    step = seen(report, "debug")
+    assert any("stackframe" in g for g in step["paused"]["12"]["glyphs"]), step["paused"]["12"]
+    assert any("test_add_wrong" in row for row in step["callStack"]), step["callStack"]
+    assert "failed" in step["after"]["10"]["glyphs"], step["after"]["10"]  # `def test_add_wrong():`
+    assert step["after"]["12"]["messages"] and "5" in step["after"]["12"]["messages"][0], step["after"]["12"]
+    installed = sorted(p.name for p in (base / "extensions").iterdir() if p.is_dir())
+    assert all(name.startswith("tach-ls.") for name in installed), f"only tach-ls is installed: {installed}"
+    print(f"Debug Test at Cursor -> paused at the breakpoint: {step['pausedMs']} ms")
 
 
 def test_server_that_cannot_start_gets_one_clear_notification_with_fixes(

@@ -13,13 +13,14 @@
  * - `runs.ts`            run notifications -> `TestRun`s
  * - `results.ts`         one result -> passed / failed / skipped / errored, messages at the failing line
  * - `coverage.ts`        `tach/coverage` -> `FileCoverage` and `StatementCoverage`
- * - `debug.ts`           attaching the Python debugger to a test's worker
+ * - `debug.ts`           attaching a debugger to a test's worker (debugpy's type, else tach-ls-attach)
  * - `status.ts`          the status bar item for the server and the warm engine
  */
 
 import * as vscode from 'vscode';
 
 import { TachClient } from './common/client';
+import { registerFallbackDebugger } from './common/debug';
 import { PythonInterpreter } from './common/python';
 import { currentSettings } from './common/settings';
 import { StatusBar } from './common/status';
@@ -61,6 +62,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     python,
     client,
     tests,
+    registerFallbackDebugger(),
     vscode.commands.registerCommand(SHOW_LOG, () => output.show()),
     vscode.commands.registerCommand(RESTART, () => client?.restart()),
   );

@@ -1,9 +1,11 @@
 /** The status bar: server state first, then the least ready engine, the reason of a failure on hover. */
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeEach, describe, test } from 'node:test';
 
-import { parseEndpoint, debugConfiguration } from '../src/common/debug';
+import { adapterEndpoint, debugConfiguration, FALLBACK_DEBUG_TYPE, parseEndpoint, registerFallbackDebugger } from '../src/common/debug';
 import { StatusBar, statusView } from '../src/common/status';
 import { recorded } from './helpers';
 import * as stub from './stub/vscode';
@@ -65,9 +67,36 @@ describe('debug', () => {
     assert.match(parseEndpoint({ host: 'x', port: 'nope' }) as string, /no usable port/);
   });
 
-  test('debugConfiguration attaches with debugpy when installed, else the python type', () => {
+  test('debugConfiguration attaches with debugpy when installed, else with tach-ls-attach', () => {
     const cfg = debugConfiguration({ host: 'h', port: 1 }, 't::x', true);
     assert.deepEqual(cfg, { type: 'debugpy', request: 'attach', name: 'tach-ls: t::x', connect: { host: 'h', port: 1 }, justMyCode: false });
-    assert.equal(debugConfiguration({ host: 'h', port: 1 }, 't::x', false).type, 'python');
+    assert.equal(debugConfiguration({ host: 'h', port: 1 }, 't::x', false).type, FALLBACK_DEBUG_TYPE);
+  });
+
+  test('the fallback type is contributed in package.json, with an attach configuration and Python breakpoints', () => {
+    const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+      contributes: { debuggers: { type: string; configurationAttributes: Record<string, { required: string[] }> }[]; breakpoints: { language: string }[] };
+    };
+    const contributed = manifest.contributes.debuggers.find((d) => d.type === FALLBACK_DEBUG_TYPE);
+    assert.deepEqual(contributed?.configurationAttributes.attach?.required, ['connect']);
+    // Without a debugger that declares Python breakpoints, VS Code lets nobody set one in a .py file.
+    assert.ok(manifest.contributes.breakpoints.some((b) => b.language === 'python'));
+  });
+
+  test('adapterEndpoint reads connect, or says what is missing', () => {
+    assert.deepEqual(adapterEndpoint({ connect: { host: '127.0.0.1', port: 4711 } }), { host: '127.0.0.1', port: 4711 });
+    assert.match(adapterEndpoint({}) as string, /tach-ls-attach configuration needs "connect"/);
+  });
+
+  test('a tach-ls-attach session connects VS Code to debugpy\'s adapter at its address', () => {
+    const registration = registerFallbackDebugger();
+    const factory = stub.debugState.factories.get(FALLBACK_DEBUG_TYPE);
+    assert.ok(factory);
+    const descriptor = factory.createDebugAdapterDescriptor({ configuration: { type: FALLBACK_DEBUG_TYPE, connect: { host: '127.0.0.1', port: 4711 } } });
+    assert.ok(descriptor instanceof stub.DebugAdapterServer);
+    assert.deepEqual([descriptor.host, descriptor.port], ['127.0.0.1', 4711]);
+    assert.throws(() => factory.createDebugAdapterDescriptor({ configuration: { type: FALLBACK_DEBUG_TYPE } }), /needs "connect"/);
+    registration.dispose();
+    assert.equal(stub.debugState.factories.size, 0);
   });
 });

@@ -20,6 +20,10 @@ class FakeServer implements CommandRunner {
   coverage?: protocol.CoverageMsg;
   fail?: string;
   debugAnswer: unknown = { host: '127.0.0.1', port: 5678 };
+  /** tach.debugTest's error after its run started (debugpy missing: the test is reported as an error). */
+  debugFail?: string;
+  /** The debug run still going after tach.debugTest answered (it ends with `finishDebugRun`). */
+  debugRun?: { runId: number; nodeid: string };
   /** Hold runs open until released (to test cancel). */
   hold = false;
   private release: (() => void)[] = [];
@@ -36,7 +40,15 @@ class FakeServer implements CommandRunner {
       return { cancelled: [] } as T;
     }
     if (command === protocol.CMD_DEBUG_TEST) {
-      return this.debugAnswer as T;
+      const nodeid = (args[0] as { test: string }).test;
+      const runId = this.nextRunId++;
+      tests.runStarted({ run_id: runId, folder: ROOT, tests: [nodeid], reason: 'debug' });
+      this.debugRun = { runId, nodeid };
+      if (this.debugFail) {
+        this.finishDebugRun('error', this.debugFail);
+        throw new Error(this.debugFail);
+      }
+      return (typeof this.debugAnswer === 'object' ? { ...this.debugAnswer, nodeid, run_id: runId } : this.debugAnswer) as T;
     }
     const spec = (args[0] ?? {}) as protocol.RunTestsArgs;
     const targets = command === protocol.CMD_RUN_ALL ? [] : (spec.tests ?? []);
@@ -57,6 +69,15 @@ class FakeServer implements CommandRunner {
     }
     tests.runFinished({ run_id: runId, passed: 0, failed: 0, skipped: 0, errors: 0, total: rows.length, duration_ms: 5 });
     return { results: rows } as T;
+  }
+
+  /** The debug run's result and end, as the server streams them once the test ran. */
+  finishDebugRun(status: protocol.TestStatus, message = ''): void {
+    const run = this.debugRun;
+    assert.ok(run && this.tests);
+    this.tests.testResult({ run_id: run.runId, nodeid: run.nodeid, status, duration_ms: 1, message, uri: CALC, line: 5 });
+    this.tests.runFinished({ run_id: run.runId, passed: status === 'passed' ? 1 : 0, failed: 0, skipped: 0, errors: status === 'passed' ? 0 : 1, total: 1, duration_ms: 5 });
+    this.debugRun = undefined;
   }
 
   setContinuous(on: boolean): Promise<void> {
@@ -208,17 +229,57 @@ describe('TachTests', () => {
     assert.deepEqual(stub.debugState.started, [
       { type: 'debugpy', request: 'attach', name: 'tach-ls: tests/test_calc.py::test_add', connect: { host: '127.0.0.1', port: 5678 }, justMyCode: false },
     ]);
+    server.finishDebugRun('passed');
     assert.ok(controller.runs[0]?.ended);
+  });
+
+  test('Debug without the Python Debugger extension attaches with tach-ls-attach', async () => {
+    const { server, controller } = setup();
+    await profile(controller, 'Debug').runHandler(new stub.TestRunRequest([item(controller, 'tests/test_calc.py::test_add')]), new stub.CancellationTokenSource().token);
+    assert.deepEqual(stub.debugState.started, [
+      { type: 'tach-ls-attach', request: 'attach', name: 'tach-ls: tests/test_calc.py::test_add', connect: { host: '127.0.0.1', port: 5678 }, justMyCode: false },
+    ]);
+    server.finishDebugRun('passed');
+    assert.ok(controller.runs[0]?.ended);
+  });
+
+  test('Debug: the TestRun ends with the server run, not the debug session, and shows its result', async () => {
+    const { server, controller } = setup();
+    await profile(controller, 'Debug').runHandler(new stub.TestRunRequest([item(controller, 'tests/test_calc.py::test_add')]), new stub.CancellationTokenSource().token);
+    const run = controller.runs[0];
+    assert.ok(run && !run.ended, 'the session ended (a detached debugger) but the test still runs');
+    server.finishDebugRun('passed');
+    assert.ok(run.events.some((e) => e.op === 'passed' && e.id === id('tests/test_calc.py::test_add')));
+    assert.ok(run.ended);
+  });
+
+  test('Debug when the debugger cannot attach: the waiting run is cancelled', async () => {
+    const { server, controller } = setup();
+    stub.debugState.answer = false;
+    await profile(controller, 'Debug').runHandler(new stub.TestRunRequest([item(controller, 'tests/test_calc.py::test_add')]), new stub.CancellationTokenSource().token);
+    assert.deepEqual(server.commands[1], { command: protocol.CMD_CANCEL, args: [{ run_id: 1 }] });
+    assert.match(stub.shown[0]?.message ?? '', /could not attach to 127.0.0.1:5678/);
   });
 
   test('Debug when the server cannot debug: a clear error, no session, the run ends', async () => {
     const { server, controller } = setup();
-    server.fail = 'NotImplementedError: debugging a test is not available yet: the engine has no debug worker';
+    server.fail = 'not found: tests/test_calc.py::test_add';
     await profile(controller, 'Debug').runHandler(new stub.TestRunRequest([item(controller, 'tests/test_calc.py::test_add')]), new stub.CancellationTokenSource().token);
     assert.equal(stub.debugState.started.length, 0);
     assert.equal(stub.shown.length, 1);
-    assert.match(stub.shown[0]?.message ?? '', /could not debug tests\/test_calc.py::test_add: .*not available yet/);
+    assert.match(stub.shown[0]?.message ?? '', /could not debug tests\/test_calc.py::test_add: not found/);
     assert.ok(controller.runs[0]?.ended);
+  });
+
+  test('Debug without debugpy in the project: the error, and the test errored in the Test Explorer', async () => {
+    const { server, controller } = setup();
+    server.debugFail = "debugpy is not installed in the project's interpreter /venv/bin/python: install it with `/venv/bin/python -m pip install debugpy`";
+    await profile(controller, 'Debug').runHandler(new stub.TestRunRequest([item(controller, 'tests/test_calc.py::test_add')]), new stub.CancellationTokenSource().token);
+    assert.equal(stub.debugState.started.length, 0);
+    assert.match(stub.shown[0]?.message ?? '', /debugpy is not installed/);
+    const run = controller.runs[0];
+    assert.ok(run?.events.some((e) => e.op === 'errored' && e.id === id('tests/test_calc.py::test_add')));
+    assert.ok(run?.ended);
   });
 
   test('a server restart clears the tree until the new server sends it', () => {

@@ -3,7 +3,7 @@
 //   node e2e.mjs CONFIG.json
 //
 // CONFIG: {"url", "folder", "artifacts", "toolsDir", "chromium", "coverage": bool, "report",
-//          "scenario": "main" | "not-installed"}.
+//          "scenario": "main" | "debug" | "not-installed"}.
 // Each step waits for what it needs (bounded), records what it saw into the report
 // (JSON, written even when a step fails) and keeps a screenshot in `artifacts`;
 // tests/e2e/test_vscode.py asserts on the report. Nothing here sleeps to wait.
@@ -96,6 +96,9 @@ function editorLines() {
     for (const glyph of editor.querySelectorAll('.glyph-margin-widgets .cgmr')) {
       const icon = [...glyph.classList].find((c) => c.startsWith('codicon-testing-'));
       if (icon) at(glyph.style.top)?.glyphs.push(icon.replace('codicon-testing-', '').replace('-icon', ''));
+      for (const debug of [...glyph.classList].filter((c) => c.startsWith('codicon-debug-'))) {
+        at(glyph.style.top)?.glyphs.push(debug.replace('codicon-', ''));
+      }
     }
     // A failure's message is a content widget placed at its line (e.g. `3 != 4`).
     for (const widget of editor.querySelectorAll('.contentWidgets .test-error-content-widget')) {
@@ -109,7 +112,7 @@ function editorLines() {
   });
 }
 
-/** Wait until a 1-based line of the active editor shows `want`: {glyph}, {failedMessage} or {coverage}. */
+/** Wait until a 1-based line of the active editor shows `want`: {glyph}, {glyphLike: regexp source}, {failedMessage} or {coverage}. */
 async function waitForLine(line, want, what) {
   await page
     .waitForFunction(
@@ -120,6 +123,10 @@ async function waitForLine(line, want, what) {
         const top = num.parentElement.style.top;
         if (want.glyph) {
           return [...editor.querySelectorAll('.glyph-margin-widgets .cgmr')].some((g) => g.style.top === top && g.classList.contains(want.glyph));
+        }
+        if (want.glyphLike) {
+          const like = new RegExp(want.glyphLike);
+          return [...editor.querySelectorAll('.glyph-margin-widgets .cgmr')].some((g) => g.style.top === top && [...g.classList].some((c) => like.test(c)));
         }
         if (want.failedMessage) {
           return [...editor.querySelectorAll('.contentWidgets .test-error-content-widget')].some((w) => w.style.top === top);
@@ -143,6 +150,17 @@ async function clickGlyph(line) {
   const glyph = handle.asElement();
   if (!glyph) throw new Error(`no gutter icon on line ${line}`);
   await glyph.click();
+}
+
+/**
+ * Click one of the Test Explorer's title actions. They show on hover: on the view's own header when
+ * the Testing container has two views (Test Coverage appears after a run with coverage), else on the
+ * container's title bar, where VS Code moves a lone view's actions (its header is hidden then).
+ */
+async function testingAction(label) {
+  const header = page.locator('.pane-header:has-text("Test Explorer")');
+  await ((await header.isVisible()) ? header : page.locator('.part.sidebar .composite.title')).hover();
+  await page.click(`a[aria-label="${label}"]`);
 }
 
 async function explorerRows() {
@@ -170,7 +188,7 @@ async function notInstalled() {
   });
 }
 
-async function main() {
+async function open() {
   await step('open', async () => {
     await page.goto(`${config.url}?folder=${encodeURIComponent(config.folder)}`);
     await page.waitForSelector('.monaco-workbench');
@@ -179,6 +197,49 @@ async function main() {
     await page.waitForSelector('.statusbar-item[aria-label*="ready"][aria-label*="tach-ls"]');
     return { status: await item.getAttribute('aria-label') };
   });
+}
+
+async function goToLine(line) {
+  await page.click('.editor-group-container.active .monaco-editor .view-lines');
+  await page.keyboard.press('Control+G');
+  await page.waitForSelector('.quick-input-widget input');
+  await page.keyboard.type(String(line));
+  await page.keyboard.press('Enter');
+}
+
+/**
+ * The Debug profile without the Python Debugger extension (this profile has only tach-ls):
+ * a breakpoint in test_add_wrong, "Debug Test at Cursor", the test pauses there (VS Code
+ * speaking DAP to debugpy in the worker through the tach-ls-attach type), Continue, and
+ * the test's failure shows at its assertion like any run's.
+ */
+async function debugScenario() {
+  await open();
+  await step('debug', async () => {
+    await quickOpen('test_calc.py');
+    await page.waitForSelector('.editor-group-container.active .monaco-editor .cgmr.testing-run-glyph');
+    await goToLine(12); // `    assert result == 5`
+    await page.keyboard.press('F9');
+    await waitForLine(12, { glyphLike: '^codicon-debug-breakpoint' }, 'a breakpoint');
+    const started = Date.now();
+    await command('Debug Test at Cursor');
+    await waitForLine(12, { glyphLike: 'stackframe' }, 'the paused frame');
+    const pausedMs = Date.now() - started;
+    await page.waitForSelector('.debug-toolbar');
+    const callStack = await page.$$eval('.debug-call-stack .monaco-list-row', (rows) => rows.map((r) => r.getAttribute('aria-label') ?? ''));
+    await shot('06-debug-paused.png');
+    const paused = await editorLines();
+    await page.click('.debug-toolbar .codicon-debug-continue');
+    await waitForLine(10, { glyph: 'codicon-testing-failed-icon' }, 'a failed icon');
+    await waitForLine(12, { failedMessage: true }, 'the failure message');
+    await page.waitForSelector('.debug-toolbar', { state: 'hidden' });
+    await shot('07-debug-result.png');
+    return { callStack, paused, after: await editorLines(), pausedMs };
+  });
+}
+
+async function main() {
+  await open();
 
   await step('explorer', async () => {
     await page.click('.activitybar a[aria-label="Testing"]');
@@ -209,16 +270,10 @@ async function main() {
   });
 
   await step('continuous_failure', async () => {
-    // The view's title actions show on hover; the coverage section (when coverage is on) takes the focus.
-    await page.hover('.pane-header:has-text("Test Explorer")');
-    await page.click('a[aria-label="Start Continuous Run"]');
+    await testingAction('Start Continuous Run');
     await page.waitForSelector('a[aria-label="Stop Continuous Run"]');
     // Break test_add: line 7 `    assert add(1, 2) == 3` -> `== 4`, then save.
-    await page.click('.editor-group-container.active .monaco-editor .view-lines');
-    await page.keyboard.press('Control+G');
-    await page.waitForSelector('.quick-input-widget input');
-    await page.keyboard.type('7');
-    await page.keyboard.press('Enter');
+    await goToLine(7);
     await page.keyboard.press('End');
     await page.keyboard.press('Backspace');
     await page.keyboard.type('4');
@@ -232,8 +287,7 @@ async function main() {
     const results = await page.$$eval('.test-output-peek-tree .monaco-list-row, .test-results .monaco-list-row', (rows) =>
       rows.map((r) => r.getAttribute('aria-label') ?? r.textContent ?? ''),
     );
-    await page.hover('.pane-header:has-text("Test Explorer")');
-    await page.click('a[aria-label="Stop Continuous Run"]');
+    await testingAction('Stop Continuous Run');
     await page.waitForSelector('a[aria-label="Start Continuous Run"]');
     return { lines, results, saveToFailureMs };
   });
@@ -254,7 +308,7 @@ async function main() {
 }
 
 try {
-  await (config.scenario === 'not-installed' ? notInstalled() : main());
+  await ({ 'not-installed': notInstalled, debug: debugScenario }[config.scenario] ?? main)();
   report.ok = true;
 } catch (error) {
   report.ok = false;

@@ -161,6 +161,12 @@ export interface DebugEndpoint {
   port: number;
 }
 
+/** The answer of `tach.debugTest`: where the worker waits for a debugger, and the server run it is part of. */
+export interface DebugTestAnswer extends DebugEndpoint {
+  nodeid: NodeId;
+  run_id: number;
+}
+
 /** The settings section sent as `initializationOptions` and in `didChangeConfiguration`. */
 export interface ServerSettings {
   python: string | null;

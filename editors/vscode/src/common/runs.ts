@@ -26,6 +26,8 @@ export class RunContext {
   cancelRequested = false;
   coverage?: RunCoverage;
   ended = false;
+  /** End on the last `tach/runFinished` (a debug run outlives the command that started it). */
+  endOnFinish = false;
 
   constructor(
     readonly run: vscode.TestRun,
@@ -144,7 +146,7 @@ export class Runs {
     if (msg.cancelled) {
       entry.ctx.run.appendOutput('tach-ls: run cancelled\r\n');
     }
-    if (entry.ctx.unsolicited && entry.ctx.open <= 0) {
+    if ((entry.ctx.unsolicited || entry.ctx.endOnFinish) && entry.ctx.open <= 0) {
       this.end(entry.ctx);
     }
   }

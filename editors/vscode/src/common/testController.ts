@@ -218,6 +218,11 @@ export class TachTests implements vscode.Disposable {
     }
   }
 
+  /**
+   * Debug one test: `tach.debugTest` starts its run (streamed into this `TestRun` like any
+   * other) and answers where the worker waits; attach there. The `TestRun` ends with the
+   * server's run, not with the debug session: a detached debugger leaves the test running.
+   */
   private async debug(request: vscode.TestRunRequest, token: vscode.CancellationToken): Promise<void> {
     const plans = planRun(this.tree.model, this.ids(request.include), this.ids(request.exclude));
     const plan = plans[0];
@@ -231,9 +236,16 @@ export class TachTests implements vscode.Disposable {
     }
     const run = this.controller.createTestRun(request, `Debug ${nodeid}`, true);
     const ctx = this.runs.begin(run, false);
-    this.runs.expect(ctx, plan.root, 'debug', [nodeid]);
+    this.runs.expect(ctx, plan.root, 'debug', [nodeid], (runId) => {
+      if (ctx.cancelRequested) {
+        void this.cancelRun(runId);
+      }
+    });
+    const cancel = token.onCancellationRequested(() => this.cancel(ctx));
+    let answered = false;
     try {
       const answer = await this.server.executeCommand<unknown>(protocol.CMD_DEBUG_TEST, [{ test: nodeid, folder: plan.root }]);
+      answered = true;
       const endpoint = parseEndpoint(answer);
       if (typeof endpoint === 'string') {
         throw new Error(endpoint);
@@ -241,16 +253,25 @@ export class TachTests implements vscode.Disposable {
       if (!token.isCancellationRequested) {
         const folder = vscode.workspace.getWorkspaceFolder(vscode.Uri.parse(plan.root));
         if (!(await attach(endpoint, nodeid, folder, run))) {
-          throw new Error(`the debugger could not attach to ${endpoint.host}:${endpoint.port} (is the Python Debugger extension installed?)`);
+          throw new Error(`the debugger could not attach to ${endpoint.host}:${endpoint.port}`);
         }
       }
     } catch (error) {
-      this.runs.unexpect(ctx, plan.root, 'debug', [nodeid]);
+      if (answered) {
+        this.cancel(ctx); // its worker would wait for a debugger forever
+      } else {
+        this.runs.unexpect(ctx, plan.root, 'debug', [nodeid]); // a no-op once the server's run started
+      }
       const text = `tach-ls could not debug ${nodeid}: ${message(error)}`;
       run.appendOutput(`${text}\r\n`);
       void vscode.window.showErrorMessage(text);
     } finally {
-      this.runs.end(ctx);
+      cancel.dispose();
+      if (ctx.open > 0 && ctx.runIds.size > 0) {
+        ctx.endOnFinish = true; // the server's run goes on (or reports its error): its tach/runFinished ends this
+      } else {
+        this.runs.end(ctx);
+      }
     }
   }
 
@@ -265,6 +286,10 @@ export class TachTests implements vscode.Disposable {
     }
     if (!(await attach(endpoint, nodeid, vscode.workspace.workspaceFolders?.[0]))) {
       void vscode.window.showErrorMessage(`tach-ls: the debugger could not attach to ${endpoint.host}:${endpoint.port}`);
+      const runId = (answer as { run_id?: unknown }).run_id;
+      if (typeof runId === 'number') {
+        void this.cancelRun(runId); // its worker would wait for a debugger forever
+      }
     }
   }
 

@@ -463,7 +463,22 @@ export const extensions = {
   },
 };
 
-export const debugState: { started: unknown[]; answer: boolean } = { started: [], answer: true };
+export class DebugAdapterServer {
+  constructor(
+    readonly port: number,
+    readonly host?: string,
+  ) {}
+}
+
+export interface FakeDescriptorFactory {
+  createDebugAdapterDescriptor(session: { configuration: Record<string, unknown> }): unknown;
+}
+
+export const debugState: { started: unknown[]; answer: boolean; factories: Map<string, FakeDescriptorFactory> } = {
+  started: [],
+  answer: true,
+  factories: new Map(),
+};
 
 const debugStart = new EventEmitter<{ id: string; configuration: { name: string } }>();
 const debugEnd = new EventEmitter<{ id: string; configuration: { name: string } }>();
@@ -471,6 +486,10 @@ const debugEnd = new EventEmitter<{ id: string; configuration: { name: string } 
 export const debug = {
   onDidStartDebugSession: debugStart.event,
   onDidTerminateDebugSession: debugEnd.event,
+  registerDebugAdapterDescriptorFactory(type: string, factory: FakeDescriptorFactory): Disposable {
+    debugState.factories.set(type, factory);
+    return new Disposable(() => debugState.factories.delete(type));
+  },
   startDebugging(_folder: unknown, config: { name: string }, _options?: unknown): Promise<boolean> {
     debugState.started.push(config);
     if (!debugState.answer) {
@@ -504,5 +523,6 @@ export function resetStub(): void {
   extensions.installed.clear();
   debugState.started.length = 0;
   debugState.answer = true;
+  debugState.factories.clear();
   commands.executed.length = 0;
 }
