@@ -39,7 +39,7 @@ from tach_ls.impact_diff import FileChange, diff_sources
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS tests (nodeid TEXT PRIMARY KEY, outcome TEXT, duration_ms REAL, recorded REAL, complete INTEGER);
+CREATE TABLE IF NOT EXISTS tests (nodeid TEXT PRIMARY KEY, outcome TEXT, duration_ms REAL, recorded REAL, complete INTEGER, spawns INTEGER);
 -- per test and file: the file's version (content digest) it ran against, its executed lines, whether it open()ed it
 CREATE TABLE IF NOT EXISTS test_files (nodeid TEXT, file TEXT, digest TEXT, lines BLOB, opened INTEGER, PRIMARY KEY (nodeid, file)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS test_files_by_file ON test_files (file);
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS sources (digest TEXT PRIMARY KEY, text BLOB) WITHOUT 
 CREATE TABLE IF NOT EXISTS file_state (file TEXT PRIMARY KEY, digest TEXT, imports TEXT);
 """
 FAILED = ("failed", "error", "crashed", "timeout")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Adder = Callable[[Iterable[str], str], None]
 
 
@@ -67,6 +67,7 @@ class TestRecord:
     opened: set[str] = field(default_factory=set)  # rel files read or written
     endpoints: set[str] = field(default_factory=set)  # "host:port"
     complete: bool = True  # False when coverage was partial (ring overflow): never trusted to exclude
+    spawns: bool = False  # it started processes: code its coverage cannot show may matter
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class ImpactStore:
             cur.executemany("INSERT OR IGNORE INTO sources VALUES (?,?)", [(d, text) for d, (text, _i) in sources.items()])
             now = time.time()
             for r in records:
-                cur.execute("INSERT OR REPLACE INTO tests VALUES (?,?,?,?,?)", (r.nodeid, r.outcome, r.duration_ms, now, int(r.complete)))
+                cur.execute("INSERT OR REPLACE INTO tests VALUES (?,?,?,?,?,?)", (r.nodeid, r.outcome, r.duration_ms, now, int(r.complete), int(r.spawns)))
                 for table in ("test_files", "test_net"):
                     cur.execute(f"DELETE FROM {table} WHERE nodeid=?", (r.nodeid,))  # noqa: S608 - fixed names
                 rows = [
@@ -229,6 +230,9 @@ class ImpactStore:
         add((n for n in all_tests if n not in known), "new test (no record yet)")
         add((n for n, (o, _d, _c) in known.items() if o in FAILED and n in present), "failed last time")
         add((n for n, (_o, _d, c) in known.items() if not c and n in present), "its coverage was incomplete last time")
+        if changed:
+            spawners = [n for (n,) in self.db.execute("SELECT nodeid FROM tests WHERE spawns=1")]
+            add(spawners, f"it starts processes, whose code tach-ls cannot see, and {changed[0]} changed")
         importers = self._importers()
         for rel in changed:
             self._select_for_file(root, rel, add, importers, texts)

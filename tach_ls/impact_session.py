@@ -47,6 +47,7 @@ def to_record(result: Any) -> TestRecord:
         lines=lines,
         opened=set(getattr(result, "opened", None) or ()),
         endpoints=set(getattr(result, "endpoints", None) or ()),
+        spawns=bool(getattr(result, "spawned", False)),
         complete=complete,
     )
 

@@ -8,6 +8,10 @@ directory at the time of the call, so a relative path after `chdir` still
 counts) and every "socket.connect" address is recorded. Unlike strace this
 costs a Python call per event, and nests safely when the code under test
 traces processes itself.
+
+A test that starts another process (subprocess, `os.system`, exec, spawn,
+fork) runs code no per-test coverage sees: it is flagged `spawned`, and
+impact analysis then re-runs it whenever anything in the workspace changed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ _ignored: tuple[str, ...] = ()
 _active = False
 _files: set[str] = set()
 _endpoints: set[str] = set()
+_spawned = False
 _installed = False
+_SPAWNS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "pty.spawn")
 
 
 def install(root: str, ignore: tuple[str, ...] = (".git", ".tach-ls", ".venv", "venv", "__pycache__", ".pytest_cache")) -> None:
@@ -34,9 +40,12 @@ def install(root: str, ignore: tuple[str, ...] = (".git", ".tach-ls", ".venv", "
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
+    global _spawned
     if not _active:
         return
-    if event == "open":
+    if event in _SPAWNS:
+        _spawned = True
+    elif event == "open":
         path = args[0]
         if isinstance(path, int) or path is None:
             return
@@ -58,14 +67,15 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
 
 
 def start() -> None:
-    global _active
+    global _active, _spawned
     _files.clear()
     _endpoints.clear()
+    _spawned = False
     _active = True
 
 
-def stop() -> tuple[list[str], list[str]]:
-    """Stop recording; (workspace files opened, endpoints connected to), relative and sorted."""
+def stop() -> tuple[list[str], list[str], bool]:
+    """Stop recording; (workspace files opened, endpoints connected to, whether it started a process)."""
     global _active
     _active = False
-    return sorted(_files), sorted(_endpoints)
+    return sorted(_files), sorted(_endpoints), _spawned

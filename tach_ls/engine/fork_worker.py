@@ -254,11 +254,11 @@ def run_items(
             coverage.begin_test(index + 1)
         deps_audit.start()
         item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-        opened, endpoints = deps_audit.stop()
+        opened, endpoints, spawned = deps_audit.stop()
         if coverage is not None:
             coverage.end_test(index + 1)
         result = classify(item, recorder.take())
-        result["opened"], result["endpoints"] = opened, endpoints
+        result["opened"], result["endpoints"], result["spawned"] = opened, endpoints, spawned
         if coverage is not None:
             result["coverage_id"] = index + 1
         output_offsets()

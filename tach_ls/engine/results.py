@@ -81,6 +81,8 @@ class TestResult:
     """Workspace files it opened (relative to the root), seen by an audit hook (``deps_audit``)."""
     endpoints: list[str] = dataclasses.field(default_factory=list)
     """Network addresses it connected to: 'host:port' or 'unix:path'."""
+    spawned: bool = False
+    """It started another process (subprocess, exec, fork), whose code its coverage does not show."""
 
     @classmethod
     def from_wire(cls, fields: dict[str, Any]) -> TestResult:

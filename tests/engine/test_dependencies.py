@@ -25,4 +25,5 @@ def test_results_carry_opened_files_and_endpoints(engine: EngineFactory, project
     assert len(client.endpoints) == 1 and client.endpoints[0].startswith("127.0.0.1:"), client.endpoints
     assert "data/prices.csv" not in client.opened
     quiet = by_id["tests/test_deps.py::test_touches_nothing"]
-    assert quiet.endpoints == [] and "data/prices.csv" not in quiet.opened
+    assert quiet.endpoints == [] and "data/prices.csv" not in quiet.opened and not quiet.spawned
+    assert by_id["tests/test_deps.py::test_starts_a_process"].spawned

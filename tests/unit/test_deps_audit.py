@@ -38,13 +38,18 @@ def test_records_files_and_endpoints_only_while_active(tmp_path: Path) -> None:
         except OSError:
             pass
         s.close()
-        files, endpoints = deps_audit.stop()
+        files, endpoints, spawned = deps_audit.stop()
         open(os.path.join(root, "before.txt")).close()   # stopped: not recorded
-        print(json.dumps([files, endpoints]))
+        deps_audit.start()
+        import subprocess
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        spawned_later = deps_audit.stop()[2]
+        print(json.dumps([files, endpoints, spawned, spawned_later]))
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    files, endpoints = json.loads(out.stdout)
+    files, endpoints, spawned, spawned_later = json.loads(out.stdout)
     assert files == ["data/table.csv"]
     assert endpoints == ["127.0.0.1:9"]
+    assert (spawned, spawned_later) == (False, True), "a test that starts a process is flagged"

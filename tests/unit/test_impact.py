@@ -282,3 +282,15 @@ def test_a_file_a_test_found_missing_selects_it_only_when_it_appears(tmp_path: P
     write_tree(tmp_path, {"conf/missing.cfg": "x = 1\n"})
     picked = s.select(tmp_path, s.changed_files(tmp_path), ["t.py::test_missing"], "e")
     assert [(x.nodeid, x.reason) for x in picked] == [("t.py::test_missing", "read conf/missing.cfg, which changed")]
+
+
+def test_a_test_that_starts_processes_runs_again_on_any_change(tmp_path: Path) -> None:
+    """Regression (Click's test_light_imports): code run in a subprocess is in no coverage, so a test
+    that spawns is re-run whenever anything changed, and only then."""
+    write_tree(tmp_path, {"pkg/lib.py": LIB})
+    s = ImpactStore(tmp_path / "impact.sqlite3")
+    s.record(tmp_path, [TestRecord("t.py::test_spawns", "passed", spawns=True), TestRecord("t.py::test_pure", "passed", lines={"pkg/lib.py": {11}})], env_key="e")
+    assert s.select(tmp_path, s.changed_files(tmp_path), ["t.py::test_spawns", "t.py::test_pure"], "e") == []
+    edit(tmp_path, "return x * factor", "return x * factor + 1")
+    picked = {x.nodeid: x.reason for x in s.select(tmp_path, s.changed_files(tmp_path), ["t.py::test_spawns", "t.py::test_pure"], "e")}
+    assert picked == {"t.py::test_spawns": "it starts processes, whose code tach-ls cannot see, and pkg/lib.py changed"}
