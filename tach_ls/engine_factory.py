@@ -25,6 +25,7 @@ def make_engine(root: Path, settings: Settings, on_state: Callable[[Any], None])
         workers=settings.workers or defaults.workers,
         timeout=settings.timeout,
         isolation=settings.isolation,
+        isolation_scope=settings.isolationScope,
         coverage=settings.coverage,
         coverage_include=include,
         coverage_omit=omit,

@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", metavar="REV", help="with --affected: the changes are git's since REV (committed, staged, unstaged, untracked)")
     parser.add_argument("--explain", action="store_true", help="with --affected: print each selected test with its reason")
     parser.add_argument("--isolation", choices=("off", "auto", "strict"), default="auto", help="private /tmp, project overlay, network and /proc per worker: auto isolates what the system allows, strict refuses to run without all of it")
+    parser.add_argument("--isolation-scope", choices=("batch", "test"), default="batch", help="batch: a module's tests share one private world, as its fixtures do; test: each test its own worker and world, as the project and /tmp were at the start")
     parser.add_argument("--show-writes", action="store_true", help="list the files each test wrote into the project (discarded by the isolation overlay)")
     parser.add_argument("--mode", choices=("fork", "spawn"), default="fork", help="fork from the warm zygote, or a fresh interpreter per batch")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per-test time limit (default 300)")
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         collect_args=_collect_args(args.targets),
         standby=False,  # one run and gone: a standby child would be wasted work
         isolation=args.isolation,
+        isolation_scope=args.isolation_scope,
         show_writes=args.show_writes,
         coverage=bool(args.coverage or args.lcov or args.affected),  # --affected: keeps the impact store precise
     )

@@ -29,6 +29,7 @@ class Settings:
     runOnSave: str = "off"  # noqa: N815 - the contract's spelling
     coverage: bool = False
     isolation: str = "auto"
+    isolationScope: str = "batch"  # noqa: N815 - the contract's spelling
     workers: int | None = None
     timeout: float = 300.0
 
@@ -43,6 +44,9 @@ def _check(name: str, value: Any) -> Any:
     elif name == "isolation":
         if value in ISOLATION:
             return value
+    elif name == "isolationScope":
+        if value in ("batch", "test"):
+            return value
     elif name == "coverage":
         if isinstance(value, bool):
             return value
@@ -55,7 +59,7 @@ def _check(name: str, value: Any) -> Any:
     raise ValueError(f"invalid value for {name}: {value!r}")
 
 
-_ALIASES = {"run_on_save": "runOnSave", "run-on-save": "runOnSave"}
+_ALIASES = {"run_on_save": "runOnSave", "run-on-save": "runOnSave", "isolation_scope": "isolationScope", "isolation-scope": "isolationScope"}
 
 
 def merge(base: Settings, values: dict[str, Any] | None, source: str) -> tuple[Settings, list[str]]:

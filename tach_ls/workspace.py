@@ -392,8 +392,8 @@ class Workspace:
             self.publish(rel)
 
     def apply_settings(self, settings: Settings) -> None:
-        engine_relevant = (settings.python, settings.isolation, settings.workers, settings.timeout, self.measures_coverage(settings))
-        previous = (self.settings.python, self.settings.isolation, self.settings.workers, self.settings.timeout, self.measures_coverage(self.settings))
+        engine_relevant = (settings.python, settings.isolation, settings.isolationScope, settings.workers, settings.timeout, self.measures_coverage(settings))
+        previous = (self.settings.python, self.settings.isolation, self.settings.isolationScope, self.settings.workers, self.settings.timeout, self.measures_coverage(self.settings))
         self.settings = settings
         if engine_relevant != previous and self.engine is not None:
             engine, self.engine = self.engine, None

@@ -102,6 +102,7 @@ class RunScheduler:
         workers = max(1, request.workers or self.config.workers)
         remaining = [n for n in run.selected if n not in run.results]
         targeted = len(remaining) <= TARGETED_LIMIT and all("::" in a for a in request.args) and bool(request.args)
+        targeted = targeted or (self.config.isolation_scope == "test" and self.config.isolation != "off")
         # A spawned batch pays a fresh interpreter and a collection: one batch per worker.
         per_worker = 1 if self.config.mode == RunMode.SPAWN else 4
         run.queue.extend(make_batches(remaining, workers, targeted, per_worker))

@@ -64,6 +64,11 @@ class EngineConfig:
     env: dict[str, str] | None = None
     isolation: str = "auto"
     """off, auto or strict: how far each worker is isolated (see ``namespaces``)."""
+    isolation_scope: str = "batch"
+    """batch: the tests of one batch (a module's, as pytest-xdist shares a worker) share one private
+    world, so module fixtures may leave state for the next test; test: every test gets its own worker
+    and world, seeing the project and /tmp exactly as at the start of the run (module fixtures are then
+    set up per test)."""
     show_writes: bool = False
     """Report the files each test wrote into the project (read from the isolation overlay)."""
     coverage: bool = False

@@ -325,3 +325,21 @@ def test_killed_workers_leave_no_mount_file_namespace_or_process(engine: EngineF
     wait_for(lambda: not processes_with_env(f"TACH_ISO_TOKEN={token}"), "no process of the killed workers left")
     assert not processes_mentioning(rundir)
     assert Path("/proc/self/mountinfo").read_text() == mounts
+
+
+SEQUENCE = "tests/test_sequence.py"
+
+
+def test_scope_test_gives_every_test_the_world_as_the_run_started(engine: EngineFactory, project: Any, token: str) -> None:
+    """Two arms on one module: batch scope shares the batch's world (the second test sees the first's
+    files, as under plain pytest); test scope gives each its own, so it passes; the host sees neither."""
+    root = project("isolation_collide")
+    before = tree(root)
+    shared = collide_engine(engine, root, token, workers=1)
+    summary = shared.run(SEQUENCE, workers=1)
+    assert statuses(summary) == {f"{SEQUENCE}::test_1_leaves_state": Status.PASSED, f"{SEQUENCE}::test_2_expects_a_clean_world": Status.FAILED}
+    own = collide_engine(engine, root, token, workers=1, isolation_scope="test")
+    summary = own.run(SEQUENCE, workers=1)
+    assert set(statuses(summary).values()) == {Status.PASSED}, summary
+    assert len({r.worker for r in summary.results}) == 2, "one worker per test"
+    assert tree(root) == before and leftovers(token) == []

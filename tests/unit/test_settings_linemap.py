@@ -9,15 +9,15 @@ from tach_ls.settings import Settings, effective, merge
 
 
 def test_editor_settings_are_validated() -> None:
-    s, warnings = merge(Settings(), {"runOnSave": "file", "workers": 3, "coverage": "yes", "other.ext": 1}, "editor")
-    assert (s.runOnSave, s.workers, s.coverage) == ("file", 3, False)
-    assert warnings == ["editor: invalid value for coverage: 'yes'"]
+    s, warnings = merge(Settings(), {"runOnSave": "file", "workers": 3, "coverage": "yes", "isolationScope": "module", "other.ext": 1}, "editor")
+    assert (s.runOnSave, s.workers, s.coverage, s.isolationScope) == ("file", 3, False, "batch")
+    assert warnings == ["editor: invalid value for coverage: 'yes'", "editor: invalid value for isolationScope: 'module'"]
 
 
 def test_project_settings_win_over_the_editor(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.tach-ls]\nisolation = "strict"\nrun_on_save = "affected"\n')
-    s, warnings = effective({"isolation": "off", "timeout": 5}, tmp_path)
-    assert (s.isolation, s.runOnSave, s.timeout) == ("strict", "affected", 5.0)
+    (tmp_path / "pyproject.toml").write_text('[tool.tach-ls]\nisolation = "strict"\nrun_on_save = "affected"\nisolation_scope = "test"\n')
+    s, warnings = effective({"isolation": "off", "timeout": 5, "isolationScope": "batch"}, tmp_path)
+    assert (s.isolation, s.runOnSave, s.timeout, s.isolationScope) == ("strict", "affected", 5.0, "test")
     assert warnings == []
 
 
