@@ -51,7 +51,7 @@ TARGET_MS_PER_TEST = 2.0
 TARGET_RUN_RATIO = 1.15
 
 
-def start(suite: Suite, isolation: str, standby: bool) -> Supervisor:
+def start(suite: Suite, isolation: str, standby: bool, scope: str = "batch") -> Supervisor:
     config = EngineConfig(
         root=suite.root,
         python=suite.python,
@@ -60,6 +60,7 @@ def start(suite: Suite, isolation: str, standby: bool) -> Supervisor:
         collect_args=[str(suite.root / a) for a in suite.test_args],
         env=suite.env,
         isolation=isolation,
+        isolation_scope=scope,
         standby=standby,
     )
     sup = Supervisor(config)
@@ -194,6 +195,20 @@ def bench_suite(suite: Suite, rounds: int, clicks: int) -> dict[str, Any]:
                 f"[target < {TARGET_RUN_RATIO:.2f}x, < {TARGET_MS_PER_TEST:g} ms/test]",
                 flush=True,
             )
+        # 5. --isolation-scope test: every test its own worker and world (module fixtures per test)
+        per_test = start(suite, "auto", True, scope="test")
+        try:
+            whole_run(per_test, suite)  # warm-up
+            scoped = min(whole_run(per_test, suite)[0] for _ in range(max(1, rounds // 2)))
+        finally:
+            per_test.shutdown()
+        best_off = min(walls["off"])
+        report["whole_run"]["scope_test_s"] = scoped
+        print(
+            f"whole run -n 2, --isolation-scope test (auto): {scoped:.2f}s, {scoped / best_off:.2f}x off's best "
+            f"({(scoped - best_off) * 1000.0 / max(1, count):+.2f} ms/test): the price of a fresh world per test",
+            flush=True,
+        )
     finally:
         for sup in engines.values():
             sup.shutdown()
