@@ -48,10 +48,10 @@ def _collect_args(targets: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tach_ls.cachedir import cache_dir
     from tach_ls.engine import interpreter
     from tach_ls.engine.runs import RunMode, RunRequest, RunSummary
-    from tach_ls.engine.supervisor import EngineConfig, EngineState, Supervisor
+    from tach_ls.engine.supervisor import EngineState, Supervisor
+    from tach_ls.engine_factory import engine_config
     from tach_ls.report import Reporter
     from tach_ls.report.human import HumanReporter
     from tach_ls.report.junit import JunitReporter
@@ -85,25 +85,16 @@ def run(args: argparse.Namespace) -> int:
                 reporter.finish(nothing)
             return 0
         args.targets = selected
-    defaults = EngineConfig(root=root)
-    config = EngineConfig(
-        root=root,
-        python=python,
-        cache_dir=cache_dir(root),
-        workers=args.workers or defaults.workers,
-        timeout=args.timeout if args.timeout is not None else defaults.timeout,
+    config = engine_config(
+        root, python, workers=args.workers, timeout=args.timeout,
+        coverage=bool(args.coverage or args.lcov or args.affected),  # --affected: keeps the impact store precise
         mode=RunMode(args.mode),
         collect_args=_collect_args(args.targets),
         standby=False,  # one run and gone: a standby child would be wasted work
         isolation=args.isolation,
         isolation_scope=args.isolation_scope,
         show_writes=args.show_writes,
-        coverage=bool(args.coverage or args.lcov or args.affected),  # --affected: keeps the impact store precise
-    )
-    if config.coverage:
-        from tach_ls.coverage_data import measure_globs
-
-        config.coverage_include, config.coverage_omit = measure_globs(root)  # the project's coverage.py [run]
+    )  # fmt: skip
     supervisor = Supervisor(config)
     supervisor.start()
     request = RunRequest(
