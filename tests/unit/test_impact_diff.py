@@ -111,15 +111,18 @@ def test_a_statement_moved_out_of_a_branch_selects_inputs_that_skipped_it() -> N
     assert selected_inputs(old, new, [0, 1]) == {0, 1}
 
 
+ONE_KEY_DICT = """
+def f(x):
+    return (
+        isinstance(x, dict)
+        and len(x) == 1
+        and "k" in x
+    )
+"""
+
+
 def test_a_short_circuited_operand_selects_only_inputs_that_evaluated_it() -> None:
-    old = """
-    def f(x):
-        return (
-            isinstance(x, dict)
-            and len(x) == 1
-            and "k" in x
-        )
-    """
+    old = ONE_KEY_DICT
     new = old.replace('"k" in x', '"k" not in x')
     change = diff_sources(textwrap.dedent(old), textwrap.dedent(new))
     assert change is not None
@@ -206,14 +209,7 @@ def test_unparsable_text_is_none() -> None:
 
 def test_a_changed_operator_counts_from_its_first_operand() -> None:
     """`a and b and c` -> `a and b or c` changes whether c runs when a is false: every input is selected."""
-    old = """
-    def f(x):
-        return (
-            isinstance(x, dict)
-            and len(x) == 1
-            and "k" in x
-        )
-    """
+    old = ONE_KEY_DICT
     new = old.replace('and "k" in x', 'or "k" in x')
     assert selected_inputs(old, new, [1, 2, 3]) == {1, 2, 3}
 
