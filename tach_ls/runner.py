@@ -93,10 +93,11 @@ class Runner:
         waiting = loop.run_in_executor(None, handle.wait)
         cancelled_by_client = False
         try:
-            # $/cancelRequest can land in any await from here on (creating the progress
-            # token is a round trip to the client): stop the workers, still report the
-            # run's end (results already received stay), then answer as cancelled.
-            await progress.begin(f"Running {len(args)} target(s)")
+            # $/cancelRequest can land while we wait: stop the workers, still report the
+            # run's end (results already received stay), then answer as cancelled. Creating
+            # the progress token is a round trip to the client: it goes on beside the run,
+            # not in front of it (a click's test is often done before the client answers).
+            progress.start(f"Running {len(args)} target(s)")
             summary = await asyncio.shield(waiting)
         except asyncio.CancelledError:
             cancelled_by_client = True
@@ -229,12 +230,21 @@ class _Progress:
         self.ws = ws
         self.token = token
         self.active = False
+        self.ended: str | None = None  # the end message, once the run is over
+        self.task: asyncio.Task[None] | None = None
 
-    async def begin(self, title: str) -> None:
+    def start(self, title: str) -> None:
+        self.task = asyncio.ensure_future(self._begin(title))
+
+    async def _begin(self, title: str) -> None:
         try:
-            self.active = await self.ws.client.progress_begin(self.token, title)
+            active = await self.ws.client.progress_begin(self.token, title)
         except Exception:  # the client refused or does not support it: runs go on without
-            self.active = False
+            return
+        if active and self.ended is not None:  # the run finished first: close what the client opened
+            self.ws.client.progress(self.token, "end", self.ended)
+            return
+        self.active = active
 
     def report(self, done: int, total: int | None) -> None:
         if self.active:
@@ -242,6 +252,7 @@ class _Progress:
             self.ws.client.progress(self.token, "report", f"{done}/{total or '?'} tests", pct)
 
     def end(self, message: str) -> None:
+        self.ended = message
         if self.active:
             self.ws.client.progress(self.token, "end", message)
             self.active = False

@@ -161,3 +161,40 @@ def test_the_engine_measures_coverage_when_impact_or_a_run_needs_it(tmp_path: Pa
     fresh = Workspace(tmp_path, Settings(runOnSave="affected"), RecordingClient(), factory)
     fresh.ensure_engine()
     assert made[-1].coverage is True
+
+
+class SlowProgressClient(RecordingClient):
+    """A client that answers `window/workDoneProgress/create` only when told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+        self.progress_sent: list[str] = []
+
+    async def progress_begin(self, token: str, title: str) -> bool:
+        await self.answer.wait()
+        self.progress_sent.append("begin")
+        return True
+
+    def progress(self, token: str, kind: str, message: str, percentage: int | None = None) -> None:
+        self.progress_sent.append(kind)
+
+
+async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_comes(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"tests/test_a.py": "def test_a(): pass\n"})
+    engine, client = FakeEngine(), SlowProgressClient()
+    ws = Workspace(tmp_path, Settings(), client, lambda root, settings, on_state: engine)
+    ws.build_index()
+    runner = Runner(ws)
+    task = asyncio.ensure_future(runner.run(["tests/test_a.py::test_a"], "command"))
+    await wait_runs(engine, 1)
+    engine.runs[0].finish({"tests/test_a.py::test_a": "passed"})
+    summary = await asyncio.wait_for(task, 10)  # answered while the client still holds the token
+    assert summary["passed"] == 1 and client.progress_sent == []
+    client.answer.set()
+    await asyncio.wait_for(_until(lambda: client.progress_sent == ["begin", "end"]), 10)
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0)
