@@ -87,7 +87,12 @@ class Replay:
 
 
 class InitializeWatch:
-    """The server's stdout: remembers its `initialize` result, and drops it if it was already sent."""
+    """The server's stdout: remembers its `initialize` result, and drops it if it was already sent.
+
+    Once closed (the client said `exit`), writes are dropped: pygls closes stdout before it exits,
+    and a late notification (an engine shutting down says so) would otherwise fail, be reported as an
+    error, whose report fails again, and so on through thousands of tracebacks on stderr.
+    """
 
     def __init__(self, stream: BinaryIO, request_id: Any, cache: Path | None, answered: bool) -> None:
         self.stream = stream
@@ -95,19 +100,27 @@ class InitializeWatch:
         self.cache = cache
         self.answered = answered
         self.watching = request_id is not None
+        self.closed = False
 
     def write(self, data: bytes) -> None:
+        if self.closed:
+            return
         if self.watching and self._is_initialize_response(data):
             self.watching = False
             if self.answered:
                 return
-        self.stream.write(data)
-        self.stream.flush()
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except ValueError:  # closed underneath us
+            self.closed = True
 
     def flush(self) -> None:
-        self.stream.flush()
+        if not self.closed:
+            self.stream.flush()
 
     def close(self) -> None:
+        self.closed = True
         self.stream.close()
 
     def _is_initialize_response(self, data: bytes) -> bool:

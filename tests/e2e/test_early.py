@@ -140,3 +140,14 @@ def test_a_first_message_that_is_not_initialize_goes_to_the_real_server(tmp_path
     session.initialize()
     session.next_until(lambda m: m.get("id") == 1)
     assert session.close() == 0
+
+
+def test_writes_after_exit_are_dropped_quietly(tmp_path: Path) -> None:
+    import io
+
+    out = io.BytesIO()
+    watch = InitializeWatch(out, None, None, answered=False)  # type: ignore[arg-type]
+    watch.close()
+    watch.write(frame({"jsonrpc": "2.0", "method": "tach/status", "params": {}}))  # no ValueError storm
+    watch.flush()
+    assert watch.closed
