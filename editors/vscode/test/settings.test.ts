@@ -16,17 +16,18 @@ describe('settings', () => {
   });
 
   test('invalid values fall back to defaults instead of reaching the server', () => {
-    const s = readSettings(config({ runOnSave: 'always', isolation: 3, workers: 0, timeout: -1, coverage: 'yes', serverCommand: 'tach-ls serve' }));
+    const s = readSettings(config({ runOnSave: 'always', isolation: 3, isolationScope: 'module', workers: 0, timeout: -1, coverage: 'yes', serverCommand: 'tach-ls serve' }));
     assert.deepEqual(s, DEFAULTS);
   });
 
   test('the contract section: python from the setting, else the interpreter, else null', () => {
-    const s = readSettings(config({ runOnSave: 'file', coverage: true, isolation: 'strict', workers: 2, timeout: 30 }));
+    const s = readSettings(config({ runOnSave: 'file', coverage: true, isolation: 'strict', isolationScope: 'test', workers: 2, timeout: 30 }));
     assert.deepEqual(serverSettings(s, '/venv/bin/python', false), {
       python: '/venv/bin/python',
       runOnSave: 'file',
       coverage: true,
       isolation: 'strict',
+      isolationScope: 'test',
       workers: 2,
       timeout: 30,
     });

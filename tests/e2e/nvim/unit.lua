@@ -126,9 +126,9 @@ case("config.lists_replace_defaults_and_tables_merge", function()
 end)
 
 case("config.server_settings_have_the_contract_shape", function()
-  local cfg = config.resolve({ run_on_save = "affected", coverage = false, isolation = "strict", workers = 2, python = "/venv/bin/python" })
+  local cfg = config.resolve({ run_on_save = "affected", coverage = false, isolation = "strict", isolation_scope = "test", workers = 2, python = "/venv/bin/python" })
   eq(config.server_settings(cfg), {
-    ["tach-ls"] = { runOnSave = "affected", coverage = false, isolation = "strict", workers = 2, python = "/venv/bin/python" },
+    ["tach-ls"] = { runOnSave = "affected", coverage = false, isolation = "strict", isolationScope = "test", workers = 2, python = "/venv/bin/python" },
   }, "settings")
   -- Unset options are left out, so the server's defaults (and pyproject) apply.
   eq(config.server_settings(config.resolve({}))["tach-ls"], { runOnSave = "off", coverage = false }, "defaults")

@@ -8,6 +8,7 @@ local M = {}
 
 local RUN_ON_SAVE = { off = true, file = true, affected = true }
 local ISOLATION = { off = true, auto = true, strict = true }
+local ISOLATION_SCOPE = { batch = true, test = true }
 
 --- The defaults; `setup()` merges the user's options over a copy.
 function M.defaults()
@@ -18,6 +19,7 @@ function M.defaults()
     run_on_save = "off", -- "off" | "file" | "affected"
     coverage = false, -- collect coverage (and show it in buffers toggled on)
     isolation = nil, -- "off" | "auto" | "strict"; nil: the server's default
+    isolation_scope = nil, -- "batch" | "test"; nil: the server's default (batch)
     workers = nil, -- parallel workers; nil: the server's default
     timeout = nil, -- seconds per test; nil: the server's default
     filetypes = { "python" },
@@ -105,6 +107,7 @@ local CHECKS = {
   run_on_save = function(n, v) return one_of(n, v, RUN_ON_SAVE) end,
   coverage = function(n, v) return of_type(n, v, "boolean") end,
   isolation = function(n, v) return one_of(n, v, ISOLATION, true) end,
+  isolation_scope = function(n, v) return one_of(n, v, ISOLATION_SCOPE, true) end,
   workers = whole,
   timeout = positive,
   filetypes = function(n, v) return of_type(n, v, "table") end,
@@ -170,6 +173,7 @@ function M.server_settings(cfg)
     coverage = cfg.coverage,
     python = cfg.python,
     isolation = cfg.isolation,
+    isolationScope = cfg.isolation_scope,
     workers = cfg.workers,
     timeout = cfg.timeout,
   }

@@ -173,6 +173,7 @@ export interface ServerSettings {
   runOnSave: 'off' | 'file' | 'affected';
   coverage: boolean;
   isolation: 'off' | 'auto' | 'strict';
+  isolationScope: 'batch' | 'test';
   workers: number | null;
   timeout: number;
 }

@@ -1,6 +1,6 @@
 /**
  * The `tach-ls.*` settings -> the server's settings section (the DESIGN
- * contract: `python`, `runOnSave`, `coverage`, `isolation`, `workers`,
+ * contract: `python`, `runOnSave`, `coverage`, `isolation`, `isolationScope`, `workers`,
  * `timeout`), sent as `initializationOptions` and on every change. Invalid
  * values fall back to the defaults here rather than reach the server.
  */
@@ -16,6 +16,7 @@ export interface ExtensionSettings {
   runOnSave: ServerSettings['runOnSave'];
   coverage: boolean;
   isolation: ServerSettings['isolation'];
+  isolationScope: ServerSettings['isolationScope'];
   workers: number | null;
   timeout: number;
 }
@@ -26,6 +27,7 @@ export const DEFAULTS: ExtensionSettings = {
   runOnSave: 'off',
   coverage: false,
   isolation: 'auto',
+  isolationScope: 'batch',
   workers: null,
   timeout: 300,
 };
@@ -50,6 +52,7 @@ export function readSettings(config: ConfigLike): ExtensionSettings {
     runOnSave: oneOf(config.get('runOnSave'), ['off', 'file', 'affected'], DEFAULTS.runOnSave),
     coverage: config.get<unknown>('coverage') === true,
     isolation: oneOf(config.get('isolation'), ['off', 'auto', 'strict'], DEFAULTS.isolation),
+    isolationScope: oneOf(config.get('isolationScope'), ['batch', 'test'], DEFAULTS.isolationScope),
     workers: typeof workers === 'number' && Number.isInteger(workers) && workers > 0 ? workers : null,
     timeout: typeof timeout === 'number' && timeout > 0 ? timeout : DEFAULTS.timeout,
   };
@@ -66,6 +69,7 @@ export function serverSettings(settings: ExtensionSettings, interpreter: string 
     runOnSave: continuous && settings.runOnSave === 'off' ? 'affected' : settings.runOnSave,
     coverage: settings.coverage,
     isolation: settings.isolation,
+    isolationScope: settings.isolationScope,
     workers: settings.workers,
     timeout: settings.timeout,
   };
