@@ -151,12 +151,14 @@ class RunScheduler:
             slot.nodeids.remove(result.nodeid)
         slot.current, slot.deadline = None, None
         run = self._find_run(slot.run_id)
+        if not slot.nodeids:
+            # Released before the run can finish: finishing kills the workers it still holds, and this
+            # one has yet to say what it warmed (worker_done); the zygote reaps it and its group.
+            self._release(slot)
         if run is not None:
             run.record(result)
             if run.complete:
                 self._finish(run)
-        if not slot.nodeids:
-            self._release(slot)
 
     def on_debug_listening(self, msg: dict[str, Any]) -> None:
         """A debug worker listens for the debugger: its caller may attach now."""

@@ -226,6 +226,14 @@ async function debugScenario() {
     await waitForLine(12, { glyphLike: 'stackframe' }, 'the paused frame');
     const pausedMs = Date.now() - started;
     await page.waitForSelector('.debug-toolbar');
+    // The Call Stack view fills in after the pause is shown: wait for the test's frame (bounded).
+    await page
+      .waitForFunction(
+        () => [...document.querySelectorAll('.debug-call-stack .monaco-list-row')].some((r) => (r.getAttribute('aria-label') ?? '').includes('test_add_wrong')),
+        null,
+        { timeout: 20000 },
+      )
+      .catch(() => undefined);
     const callStack = await page.$$eval('.debug-call-stack .monaco-list-row', (rows) => rows.map((r) => r.getAttribute('aria-label') ?? ''));
     await shot('06-debug-paused.png');
     const paused = await editorLines();
