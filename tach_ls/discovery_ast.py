@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tach_ls.fingerprints import first_line
 from tach_ls.fixtures_static import FixtureLookup, fixture_axes, fixture_from_def, request_names
 from tach_ls.model import Collector, FileError, FileIndex, FixtureDef, RelPath, TestItem
 from tach_ls.module_scan import Binding, ClassScan, FuncNode, ModuleScan, decorator_name, is_fixture_decorator, scan_module
@@ -425,12 +426,10 @@ class _Discovery:
         return list(dict.fromkeys(n for n in names if n))
 
     def _item(self, nodeid: str, name: str, original: str, kind: str, node: FuncNode, parent: str, path: RelPath) -> TestItem:
-        start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        return TestItem(nodeid, self.relpath, name, original, kind, node.lineno, node.end_lineno or node.lineno, start, parent)  # type: ignore[arg-type]
+        return TestItem(nodeid, self.relpath, name, original, kind, node.lineno, node.end_lineno or node.lineno, first_line(node), parent)  # type: ignore[arg-type]
 
     def _collector(self, nodeid: str, name: str, node: ast.ClassDef, parent: str, marks: list[ast.expr], path: RelPath) -> Collector:
-        start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        return Collector(nodeid, self.relpath, name, "class", node.lineno, node.end_lineno or node.lineno, start, parent, self._mark_names(marks))
+        return Collector(nodeid, self.relpath, name, "class", node.lineno, node.end_lineno or node.lineno, first_line(node), parent, self._mark_names(marks))
 
 
 def _usefixtures(marks: list[ast.expr]) -> list[str]:

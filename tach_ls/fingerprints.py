@@ -31,6 +31,11 @@ class Block:
     node: ast.AST | None = field(default=None, compare=False, repr=False)  # the def / class, for diffs
 
 
+def first_line(node: ast.AST) -> int:
+    """A statement's first line: a definition's first decorator, else its own line."""
+    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])  # type: ignore[attr-defined]
+
+
 def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
         return body[1:]
@@ -68,12 +73,10 @@ def blocks_of(tree: ast.Module) -> list[Block]:
             else:
                 own.append(stmt)
         header = ast.ClassDef(name=cls.name, bases=cls.bases, keywords=cls.keywords, body=own, decorator_list=cls.decorator_list)
-        start = min([cls.lineno, *(d.lineno for d in cls.decorator_list)])
-        out.append(Block(qual, "class", start, cls.end_lineno or cls.lineno, _digest(header), cls))
+        out.append(Block(qual, "class", first_line(cls), cls.end_lineno or cls.lineno, _digest(header), cls))
 
     def add_function(fn: ast.FunctionDef | ast.AsyncFunctionDef, prefix: str) -> None:
-        start = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
-        out.append(Block(f"{prefix}{fn.name}", "function", start, fn.end_lineno or fn.lineno, _function_digest(fn), fn))
+        out.append(Block(f"{prefix}{fn.name}", "function", first_line(fn), fn.end_lineno or fn.lineno, _function_digest(fn), fn))
 
     for stmt in _strip_docstring(tree.body):
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):

@@ -34,7 +34,7 @@ import ast
 import difflib
 from dataclasses import dataclass, field
 
-from tach_ls.fingerprints import Block, blocks_of
+from tach_ls.fingerprints import Block, blocks_of, first_line
 
 _BODIES = ("body", "orelse", "finalbody")
 _UNTRACED = (ast.Global, ast.Nonlocal)  # statements without bytecode: never seen executing
@@ -97,16 +97,14 @@ def _key(node: ast.AST) -> str:
 
 
 def _span(node: ast.AST) -> set[int]:
-    start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])  # type: ignore[attr-defined]
-    return set(range(start, (getattr(node, "end_lineno", None) or node.lineno) + 1))  # type: ignore[attr-defined]
+    return set(range(first_line(node), (getattr(node, "end_lineno", None) or node.lineno) + 1))  # type: ignore[attr-defined]
 
 
 def _header_lines(node: ast.AST) -> set[int]:
     """The lines of a compound statement before its first body statement (decorators included)."""
-    start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])  # type: ignore[attr-defined]
     body = getattr(node, "body", None)
     first = body[0].lineno if body else node.lineno + 1  # type: ignore[attr-defined]
-    return set(range(start, max(first, node.lineno + 1)))  # type: ignore[attr-defined]
+    return set(range(first_line(node), max(first, node.lineno + 1)))  # type: ignore[attr-defined]
 
 
 def _header(node: ast.AST) -> str:
@@ -141,7 +139,7 @@ def _diff_body(old: list[ast.stmt], new: list[ast.stmt], enter: set[int], out: s
 
 
 def _diff_statement(old: ast.stmt, new: ast.stmt, out: set[int]) -> None:
-    compound = any(isinstance(getattr(old, name, None), list) and getattr(old, name) for name in ("body",))
+    compound = bool(getattr(old, "body", None))  # a statement with a body (if, for, with, try, def...)
     if type(old) is not type(new):
         out |= _span(old)
         return
