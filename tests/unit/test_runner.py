@@ -169,6 +169,7 @@ class SlowProgressClient(RecordingClient):
     def __init__(self) -> None:
         super().__init__()
         self.answer = asyncio.Event()
+        self.closed = asyncio.Event()
         self.progress_sent: list[str] = []
 
     async def progress_begin(self, token: str, title: str) -> bool:
@@ -178,6 +179,8 @@ class SlowProgressClient(RecordingClient):
 
     def progress(self, token: str, kind: str, message: str, percentage: int | None = None) -> None:
         self.progress_sent.append(kind)
+        if kind == "end":
+            self.closed.set()
 
 
 async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_comes(tmp_path: Path) -> None:
@@ -192,9 +195,5 @@ async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_
     summary = await asyncio.wait_for(task, 10)  # answered while the client still holds the token
     assert summary["passed"] == 1 and client.progress_sent == []
     client.answer.set()
-    await asyncio.wait_for(_until(lambda: client.progress_sent == ["begin", "end"]), 10)
-
-
-async def _until(condition: Any) -> None:
-    while not condition():
-        await asyncio.sleep(0)
+    await asyncio.wait_for(client.closed.wait(), 10)
+    assert client.progress_sent == ["begin", "end"]
