@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suites import SUITES, Suite, prepare
+from suites import SUITES, Suite, prepare, prepare_tach
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_AGREEMENT = 99.0  # percent
@@ -79,25 +79,13 @@ def pytest_command(suite: Suite) -> list[str]:
 
 
 def tach_command() -> tuple[list[str], dict[str, str]]:
-    """`tach-ls` from PATH, or the CLI of this checkout through the running interpreter."""
-    found = shutil.which("tach-ls")
-    if found:
-        return [found], {}
-    code = "from tach_ls.cli import main; raise SystemExit(main())"
-    return [sys.executable, "-c", code], {"PYTHONPATH": str(REPO_ROOT)}
+    """The `tach-ls` console script of the bench's own tach-ls venv (see `suites.prepare_tach`)."""
+    return prepare_tach(quiet=True).cli(), {}
 
 
 def tach_interpreter() -> str:
-    """The interpreter `tach-ls` runs with: its script's `#!` line, else the running one."""
-    cmd, _env = tach_command()
-    if cmd[0] != sys.executable:
-        try:
-            first = Path(cmd[0]).read_bytes().split(b"\n", 1)[0].decode()
-        except (OSError, UnicodeDecodeError):
-            first = ""
-        if first.startswith("#!") and "python" in first and " " not in first.strip():
-            return first[2:].strip()
-    return sys.executable
+    """The interpreter `tach-ls` runs with: the startup floor no whole `tach-ls` process beats."""
+    return str(prepare_tach(quiet=True).python)
 
 
 def tach_list_command(suite: Suite, *flags: str) -> tuple[list[str], dict[str, str]]:
@@ -366,7 +354,11 @@ def typing_edits(text: str, count: int) -> list[str]:
     import ast
 
     lines = text.splitlines(keepends=True)
-    starts = [n.body[0].lineno - 1 for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test")]
+    def first_line(stmt: ast.stmt) -> int:  # a decorated statement starts at its first decorator
+        return min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", ()))])
+
+    tests = [n for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test")]
+    starts = [first_line(n.body[0]) - 1 for n in tests]
     out = []
     for i, k in enumerate(starts[:count]):
         indent = lines[k][: len(lines[k]) - len(lines[k].lstrip())]
@@ -402,9 +394,10 @@ def time_reindex(suite: Suite, repeat: int) -> dict[str, Any]:
             workspace.update_file(path, original)  # the file is opened: full parse, not counted
             samples = []
             for buffer in typing_edits(original, max(10, 4 * repeat)):
-                t0 = time.perf_counter()
-                workspace.update_file(path, buffer)
-                samples.append(time.perf_counter() - t0)
+                for text in (buffer, original):  # one place changed each time, as when typing (and undoing)
+                    t0 = time.perf_counter()
+                    workspace.update_file(path, text)
+                    samples.append(time.perf_counter() - t0)
             samples.sort()
             per_file[label] = {
                 "file": str(path.relative_to(suite.root)),

@@ -337,6 +337,47 @@ def prepare(name: str, *, quiet: bool = False) -> Suite:
     return suite
 
 
+@dataclass(frozen=True)
+class TachInstall:
+    """tach-ls as a user has it: its own venv (as pipx makes), not this machine's global site-packages."""
+
+    python: Path  # the venv's interpreter (runs `-m tach_ls`, the server, the CLI)
+    script: Path  # the `tach-ls` console script
+
+    def cli(self, *args: str) -> list[str]:
+        return [str(self.script), *args]
+
+
+def prepare_tach(*, quiet: bool = False) -> TachInstall:
+    """A venv with tach-ls's runtime dependencies and this checkout installed editable in compat mode.
+
+    Why not the interpreter running the bench: this machine's global site-packages
+    carries `.pth` files a user's machine does not (a sandbox hook that imports
+    certifi, ~30 ms on every interpreter start), while each suite's venv is clean;
+    timing tach-ls there would charge it a startup cost pytest never pays.
+    Compat mode puts the checkout on `sys.path` with a plain path `.pth` (no import
+    hook), so the venv always runs the working tree and a second call is instant.
+    """
+    venv = VENV_DIR / "tach-ls"
+    marker = venv / MARKER_NAME
+    repo = BENCH_DIR.parent
+    pyproject = (repo / "pyproject.toml").read_text()
+    fingerprint = f"{_base_python_version()}\n{pyproject}"
+    install = TachInstall(python=venv / "bin" / "python", script=venv / "bin" / "tach-ls")
+    if marker.is_file() and marker.read_text() == fingerprint and install.script.exists():
+        return install
+    if venv.exists():
+        shutil.rmtree(venv)
+    _log(f"creating {venv} (tach-ls from {repo}, editable in compat mode)", quiet)
+    subprocess.run([_base_python(), "-m", "venv", str(venv)], check=True)
+    args = ["install", *(["-q"] if quiet else []), "--config-settings", "editable_mode=compat", "-e", str(repo)]
+    result = _pip(install.python, args, quiet)
+    if result.returncode != 0:
+        raise SuiteError(f"bench/suites.py: pip install of tach-ls failed:\n{(result.stderr or '')[-3000:]}")
+    marker.write_text(fingerprint)
+    return install
+
+
 def prepare_all(names: Iterable[str] | None = None) -> list[Suite]:
     """Prepare the named suites (default: all of SUITES), in order."""
     return [prepare(name) for name in (list(names) if names is not None else list(SUITES))]

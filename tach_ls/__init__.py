@@ -15,9 +15,12 @@ Static index (no import of the project)
     static_eval.py     bounded static evaluation of parametrize expressions (follows imports)
     paramids.py        pytest's parametrize ids (IdMaker rules)
     fixtures_static.py fixture definitions, requests, closures, parametrized fixtures
+    discovery_inputs.py  what discovery takes: options, the outside-the-file context, parsing
     discovery_ast.py   pure: (path, source, options) -> items with node ids and ranges
+    discovery_memo.py  a buffer's last discovery reused where what it read is unchanged
     selectexpr.py      pytest's -k / -m expression language
-    incremental_parse.py  re-parse only the edited top-level statements of a buffer
+    incremental_parse.py  re-parse only the statements an edit touched (into class bodies)
+    buffer_edits.py    per-buffer parse, memo, and the index moved without discovery after a body edit
     index.py           the workspace index: build, incremental updates, deselection
     index_cache.py     the persistent per-file index cache (marshal, atomic writes)
     index_parallel.py  a cold build on two cores (CLI only)

@@ -12,86 +12,19 @@ with pytest's ids. Nothing is imported; another module's classes come through
 from __future__ import annotations
 
 import ast
-import fnmatch
-from collections.abc import Iterator
+import functools
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from tach_ls.discovery_inputs import CollectOptions, Context, NoContext, attach_resolver, matches_name, parse
+from tach_ls.discovery_memo import DiscoveryMemo
 from tach_ls.fingerprints import first_line
 from tach_ls.fixtures_static import FixtureLookup, fixture_axes, fixture_from_def, request_names
-from tach_ls.model import Collector, FileError, FileIndex, FixtureDef, RelPath, TestItem
+from tach_ls.model import Collector, FileIndex, FixtureDef, RelPath, TestItem
 from tach_ls.module_scan import Binding, ClassScan, FuncNode, ModuleScan, decorator_name, is_fixture_decorator, scan_module
 from tach_ls.paramids import Axis, Unknown, axis_from_parametrize, combine
-from tach_ls.static_eval import Env, mark_name
+from tach_ls.static_eval import mark_name
 
-MAX_FILE_BYTES = 10 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class CollectOptions:
-    python_functions: tuple[str, ...] = ("test",)
-    python_classes: tuple[str, ...] = ("Test",)
-    collect_imported_tests: bool = True
-    escape_ids: bool = True
-
-
-class Context(Protocol):
-    """What discovery needs from outside one file."""
-
-    def resolve(self, importer: RelPath, module: str | None, level: int, name: str | None) -> tuple[RelPath, ModuleScan] | None:
-        """The scanned module that `from MODULE import NAME` (relative to `importer`) refers to."""
-
-    def conftest_fixtures(self, path: RelPath) -> FixtureLookup:
-        """Fixtures visible to `path` from conftest.py files, closest last."""
-
-
-def attach_resolver(env: Env, importer: RelPath, context: Context) -> None:
-    """Let `env` evaluate names imported from other workspace modules (found through `context`)."""
-
-    def resolver(module: str | None, name: str | None, level: int) -> Env | None:
-        found = context.resolve(importer, module, level, name)
-        if found is None:
-            return None
-        other_path, other = found
-        if other.env.resolver is None:
-            attach_resolver(other.env, other_path, context)
-        return other.env
-
-    env.resolver = resolver
-
-
-class NoContext:
-    def resolve(self, importer: RelPath, module: str | None, level: int, name: str | None) -> tuple[RelPath, ModuleScan] | None:
-        return None
-
-    def conftest_fixtures(self, path: RelPath) -> FixtureLookup:
-        return {}
-
-
-def matches_name(name: str, patterns: tuple[str, ...]) -> bool:
-    """pytest's prefix-or-glob match for python_functions / python_classes."""
-    for pattern in patterns:
-        if name.startswith(pattern):
-            return True
-        if ("*" in pattern or "?" in pattern or "[" in pattern) and fnmatch.fnmatch(name, pattern):
-            return True
-    return False
-
-
-def parse(relpath: RelPath, source: bytes) -> tuple[ast.Module | None, FileError | None]:
-    """Parse bytes as Python would (BOM, coding cookie, CRLF); a clear error instead of an exception."""
-    if len(source) > MAX_FILE_BYTES:
-        mb = len(source) / 1e6
-        return None, FileError(relpath, f"file too large to index statically ({mb:.1f} MB > {MAX_FILE_BYTES // 10**6} MB)", None, "too-large")
-    try:
-        return ast.parse(source, filename=relpath), None
-    except SyntaxError as exc:
-        kind = "encoding" if "codec" in str(exc.msg) or "decode" in str(exc.msg) else "syntax"
-        return None, FileError(relpath, f"{type(exc).__name__}: {exc.msg}", exc.lineno, kind)
-    except (ValueError, UnicodeDecodeError) as exc:  # null bytes, bad encoding cookie
-        return None, FileError(relpath, f"cannot parse: {exc}", None, "encoding")
-    except (RecursionError, MemoryError):
-        return None, FileError(relpath, "expression nesting too deep to parse", None, "syntax")
+_NO_FIXTURES: dict[str, FixtureDef] = {}  # shared, never mutated: a module function's class fixtures
 
 
 def discover(
@@ -101,8 +34,9 @@ def discover(
     context: Context | None = None,
     tree: ast.Module | None = None,
     scan: ModuleScan | None = None,
+    memo: DiscoveryMemo | None = None,
 ) -> FileIndex:
-    """Index one test module."""
+    """Index one test module; `memo` (with `tree` and its lines) reuses the axes of a previous discovery."""
     result = FileIndex(relpath)
     if tree is None:
         tree, error = parse(relpath, source)
@@ -112,7 +46,7 @@ def discover(
             return result
     if scan is None:
         scan = scan_module(tree)
-    _Discovery(relpath, tree, scan, options, context or NoContext(), result).run()
+    _Discovery(relpath, tree, scan, options, context or NoContext(), result, memo).run()
     return result
 
 
@@ -129,8 +63,10 @@ class _ClassInfo:
 
 
 class _Discovery:
-    def __init__(self, relpath: RelPath, tree: ast.Module, scan: ModuleScan, options: CollectOptions, context: Context, out: FileIndex) -> None:
+    def __init__(self, relpath: RelPath, tree: ast.Module, scan: ModuleScan, options: CollectOptions, context: Context, out: FileIndex, memo: DiscoveryMemo | None = None) -> None:
         self.relpath = relpath
+        self.tree = tree
+        self.memo = memo
         self.scan = scan
         self.options = options
         self.context = context
@@ -140,9 +76,12 @@ class _Discovery:
         self.conftest = context.conftest_fixtures(relpath)
         attach_resolver(scan.env, relpath, context)
         self.module_fixtures: dict[str, FixtureDef] = {}
+        self._lookups: tuple[dict[str, FixtureDef], FixtureLookup] | None = None
+        self._classes_read: set[str] | None = None  # while collecting a module-level class, for the memo
 
     def run(self) -> None:
-        end = max((getattr(n, "end_lineno", 1) or 1 for n in self.scan_nodes()), default=1)
+        # The module ends with its last statement (the buffer's incremental tree moves statements, not expressions).
+        end = (self.tree.body[-1].end_lineno or 1) if self.tree.body else 1
         self.out.collectors.append(Collector(self.module_id, self.relpath, self.relpath.rsplit("/", 1)[-1], "module", 1, end, 1, None, self._mark_names(self.module_marks)))
         for name, binding in self.scan.bindings.items():
             if binding.kind == "function" and isinstance(binding.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -153,28 +92,52 @@ class _Discovery:
         for name, binding in self.scan.bindings.items():
             self._collect_module_name(name, binding)
 
-    def scan_nodes(self) -> Iterator[ast.AST]:
-        for binding in self.scan.bindings.values():
-            if binding.node is not None:
-                yield binding.node
-
     # -- module level -----------------------------------------------------------
     def _collect_module_name(self, name: str, binding: Binding) -> None:
         test_attr = self.scan.test_attrs.get(name)
         if binding.kind == "class" and binding.cls is not None:
-            info = self._class_info(binding.cls, self.relpath, self.scan)
-            self._collect_class(info, self.module_id, [], test_attr)
+            cls = binding.cls
+            if self.memo is None:
+                self._module_class(cls, test_attr)
+            else:
+                self.memo.classes(cls.node, test_attr, self.out, self._module_class_node, lambda: self._module_class(cls, test_attr))
         elif binding.kind == "function" and isinstance(binding.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if test_attr is False:
                 return
             if matches_name(name, self.options.python_functions) or test_attr is True:
-                before = len(self.out.items)
-                self._collect_function(binding.node, name, self.module_id, None, self.relpath)
-                if binding.conditional:
-                    for item in self.out.items[before:]:
-                        item.dynamic = True
+                node = binding.node
+                if self.memo is None:
+                    self.out.items.extend(self._module_function(node, name, binding.conditional))
+                else:
+                    extra = (name, test_attr, binding.conditional)
+                    self.out.items.extend(self.memo.items(node, extra, lambda: self._module_function(node, name, binding.conditional)))
         elif binding.kind == "import" and binding.imp is not None and self.options.collect_imported_tests:
             self._collect_imported(name, binding)
+
+    def _module_class(self, cls: ClassScan, test_attr: bool | None) -> set[str]:
+        """Collect a module-level class; the names of the module-level classes of this file it read."""
+        self._classes_read = read = set[str]()
+        try:
+            info = self._class_info(cls, self.relpath, self.scan)
+            self._collect_class(info, self.module_id, [], test_attr)
+        finally:
+            self._classes_read = None
+        return read
+
+    def _module_class_node(self, name: str) -> ast.ClassDef | None:
+        binding = self.scan.bindings.get(name)
+        return binding.cls.node if binding is not None and binding.kind == "class" and binding.cls is not None else None
+
+    def _module_function(self, node: FuncNode, name: str, conditional: bool) -> list[TestItem]:
+        """The items of a module-level test function (all dynamic if it is defined conditionally)."""
+        before = len(self.out.items)
+        self._collect_function(node, name, self.module_id, None, self.relpath)
+        items = self.out.items[before:]
+        del self.out.items[before:]
+        if conditional:
+            for item in items:
+                item.dynamic = True
+        return items
 
     def _collect_imported(self, name: str, binding: Binding) -> None:
         imp = binding.imp
@@ -200,6 +163,11 @@ class _Discovery:
 
     # -- classes -------------------------------------------------------------------
     def _class_info(self, cls: ClassScan, path: RelPath, module: ModuleScan, depth: int = 0) -> _ClassInfo:
+        if path != self.relpath and self.memo is not None:
+            self.memo.foreign_lines = True  # collectors of this class will hold another file's lines
+        if self._classes_read is not None:
+            # The memo keys a class by the text of the classes it read: this file's by name, another file's as "".
+            self._classes_read.add(cls.name if path == self.relpath and "." not in cls.qualname else "" if path != self.relpath else cls.qualname.split(".")[0])
         info = _ClassInfo(cls, path, module)
         base_infos: list[_ClassInfo] = []
         for base in cls.bases:
@@ -294,10 +262,26 @@ class _Discovery:
             for attr, binding, klass in values:
                 if binding.kind == "function" and isinstance(binding.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     if matches_name(attr, self.options.python_functions):
-                        self._collect_function(binding.node, attr, nodeid, [info, *outer], klass.path, class_fixtures)
+                        self._collect_method(binding.node, attr, nodeid, [info, *outer], klass, class_fixtures)
                 elif binding.kind == "class" and binding.cls is not None:
+                    if any(k.scan is binding.cls for c in (info, *outer) for k in c.mro):
+                        continue  # `class Base:` holding `class TestIn(Base)`: names resolve to the last binding, a cycle
                     sub = self._class_info(binding.cls, klass.path, klass.module)
                     self._collect_class(sub, nodeid, [info, *outer], None)
+
+    def _collect_method(self, node: FuncNode, attr: str, parent: str, classes: list[_ClassInfo], klass: _ClassInfo, class_fixtures: dict[str, FixtureDef]) -> None:
+        if self.memo is None or klass.path != self.relpath:
+            self._collect_function(node, attr, parent, classes, klass.path, class_fixtures)
+            return
+
+        def collect() -> list[TestItem]:
+            before = len(self.out.items)
+            self._collect_function(node, attr, parent, classes, klass.path, class_fixtures)
+            items = self.out.items[before:]
+            del self.out.items[before:]
+            return items
+
+        self.out.items.extend(self.memo.items(node, ("method", attr, parent, klass.scan.qualname), collect))
 
     def _is_abstract(self, info: _ClassInfo) -> bool:
         abstract: set[str] = set()
@@ -327,6 +311,8 @@ class _Discovery:
             node, klass = found[attr]
             item = self._item(f"{nodeid}::{attr}", attr, attr, "method", node, nodeid, klass.path)
             item.unittest = True
+            if klass.path != self.relpath:
+                item.defined_in = klass.path
             item.markers = self._mark_names(self._function_marks(node)) + self._mark_names(self._class_marks(info)) + self._mark_names(self.module_marks)
             item.markers = list(dict.fromkeys(item.markers))
             if info.unknown_bases:
@@ -380,8 +366,10 @@ class _Discovery:
             base.defined_in = path
         if classes and any(c.unknown_bases for c in classes):
             base.dynamic = True
+        # Only this file's own marks may be memoized by their text (see discovery_memo).
+        own = path == self.relpath and all(k.path == self.relpath for info in classes or [] for k in info.mro)
         try:
-            axes = self._axes(node, chain_marks, argnames, usefixtures, class_fixtures or {})
+            axes = self._axes(node, chain_marks, argnames, usefixtures, class_fixtures or _NO_FIXTURES, own)
             direct = {n for a in axes for n in a.argnames if n not in a.indirect}
             if direct:
                 base.fixtures = [f for f in base.fixtures if f not in direct]
@@ -393,8 +381,9 @@ class _Discovery:
             self.out.items.append(base)
             return
         uncertain = any(a.uncertain for a in axes)
+        line, end, start = base.line, base.end_line, base.start_line
         for ident, extra_marks in combine(axes):
-            item = self._item(f"{parent}::{name}[{ident}]", f"{name}[{ident}]", name, kind, node, parent, path)
+            item = TestItem(f"{parent}::{name}[{ident}]", self.relpath, f"{name}[{ident}]", name, kind, line, end, start, parent)  # type: ignore[arg-type]
             item.params_id = ident
             item.markers = list(dict.fromkeys(marker_names + list(extra_marks))) if extra_marks else marker_names
             item.fixtures = base.fixtures
@@ -402,19 +391,31 @@ class _Discovery:
             item.dynamic = base.dynamic or uncertain
             self.out.items.append(item)
 
-    def _axes(self, node: FuncNode, marks: list[ast.expr], argnames: list[str], usefixtures: list[str], class_fixtures: dict[str, FixtureDef]) -> list[Axis]:
+    def _axes(self, node: FuncNode, marks: list[ast.expr], argnames: list[str], usefixtures: list[str], class_fixtures: dict[str, FixtureDef], own: bool = False) -> list[Axis]:
         mark_axes: list[Axis] = []
+        env, escape = self.scan.env, self.options.escape_ids
         for mark in marks:
             if mark_name(mark) == "parametrize" and isinstance(mark, ast.Call):
-                mark_axes.append(axis_from_parametrize(mark, self.scan.env, self.options.escape_ids))
+                if own and self.memo is not None:
+                    mark_axes.append(self.memo.axis(mark, escape, functools.partial(axis_from_parametrize, mark, env, escape)))
+                else:
+                    mark_axes.append(axis_from_parametrize(mark, env, escape))
         direct = {n for a in mark_axes for n in a.argnames if n not in a.indirect}
         parametrized = {n for a in mark_axes for n in a.argnames}
+        lookup = self._lookup(class_fixtures)
+        fixture_axis_list = fixture_axes(usefixtures + argnames, lookup, direct, parametrized, self.options.escape_ids)
+        return fixture_axis_list + mark_axes
+
+    def _lookup(self, class_fixtures: dict[str, FixtureDef]) -> FixtureLookup:
+        """Fixtures visible from a test: conftests, then this module, then its classes (built once per class)."""
+        if self._lookups is not None and self._lookups[0] is class_fixtures:
+            return self._lookups[1]
         lookup: FixtureLookup = {k: list(v) for k, v in self.conftest.items()}
         for scope in (self.module_fixtures, class_fixtures):
             for fx_name, fx in scope.items():
                 lookup.setdefault(fx_name, []).append(fx)
-        fixture_axis_list = fixture_axes(usefixtures + argnames, lookup, direct, parametrized, self.options.escape_ids)
-        return fixture_axis_list + mark_axes
+        self._lookups = (class_fixtures, lookup)
+        return lookup
 
     def _function_marks(self, node: FuncNode) -> list[ast.expr]:
         # Decorators apply bottom-up, and pytest lists a function's marks in that order.

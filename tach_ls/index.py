@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tach_ls.buffer_edits import BufferEdits
 from tach_ls.cachedir import cache_dir
+from tach_ls.discovery_memo import DiscoveryMemo
 from tach_ls.config import PytestConfig, resolve
-from tach_ls.discovery_ast import MAX_FILE_BYTES, CollectOptions, attach_resolver, discover, parse
-from tach_ls.incremental_parse import Parsed, reparse
+from tach_ls.discovery_ast import discover
+from tach_ls.discovery_inputs import MAX_FILE_BYTES, CollectOptions, attach_resolver, matches_name, parse
 from tach_ls.fixtures_static import FixtureLookup, fixture_from_def
 from tach_ls.index_cache import IndexCache, signature
 from tach_ls.index_parallel import parallel_map
@@ -94,7 +96,7 @@ class WorkspaceIndex:
         self.file_deps: dict[RelPath, dict[str, tuple[int, int] | None]] = {}  # files parsed vs taken from the cache, last build
         self._conftests: dict[Path, _Conftest | None] = {}
         self._scans: dict[Path, tuple[object, ModuleScan | None]] = {}
-        self._parsed: dict[RelPath, Parsed] = {}  # last buffer parse per file, for incremental re-parsing
+        self._buffers = BufferEdits(lambda name: matches_name(name, self.options.python_functions), MAX_FILE_BYTES)
         self._cache = IndexCache(cache_dir(self.root) if use_cache else None, self.cfg.fingerprint())
         self._deselect = self._compile_selection()
 
@@ -177,26 +179,15 @@ class WorkspaceIndex:
         fi, deps = self._discover(rel, data)
         return deps, file_index_to_payload(fi)
 
-    def _reparse(self, rel: RelPath, text: str | bytes | None) -> ast.Module | None:
-        """The buffer's tree, re-parsing only what changed since the last buffer of this file."""
-        if not isinstance(text, str) or len(text) > MAX_FILE_BYTES:
-            self._parsed.pop(rel, None)
-            return None
-        try:
-            parsed, _incremental = reparse(self._parsed.get(rel), text)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            # Keep the last good parse: the next edit (the user finishing the line)
-            # is then re-parsed incrementally against it. discover() reports the error.
-            return None
-        self._parsed[rel] = parsed
-        return parsed.tree
-
-    def _discover(self, rel: RelPath, data: bytes, tree: ast.Module | None = None) -> tuple[FileIndex, dict[str, tuple[int, int] | None]]:
+    def _discover(self, rel: RelPath, data: bytes, tree: ast.Module | None = None, memo: DiscoveryMemo | None = None) -> tuple[FileIndex, dict[str, tuple[int, int] | None]]:
         ctx = _Context(self)
         try:
-            fi = discover(rel, data, self.options, ctx, tree=tree)
+            fi = discover(rel, data, self.options, ctx, tree=tree, memo=memo)
         except RecursionError:
             fi = FileIndex(rel, errors=[FileError(rel, "too deeply nested to index statically", None, "syntax")])
+        finally:
+            if memo is not None:
+                memo.end()
         return fi, ctx.deps
 
     def dependencies(self) -> list[tuple[str, bool, Sig]]:
@@ -223,6 +214,7 @@ class WorkspaceIndex:
         """Re-index one file (from an editor buffer if `text` is given, else from disk)."""
         path = Path(os.path.abspath(self.root / path))
         rel = relpath(path, self.root)
+        self._buffers.forget(keep=rel if text is not None else None)  # what it keeps may read names another file just changed
         self._scans.pop(path, None)
         self.last_changed = [rel]
         if path.name == "conftest.py":
@@ -245,13 +237,20 @@ class WorkspaceIndex:
                 return fi
         else:
             data = _as_bytes(text)
-        fi, _deps = self._discover(rel, data, self._reparse(rel, text))
+        tree = self._buffers.parse(rel, text)
         previous = self.files.get(rel)
+        moved = self._buffers.moved(rel, previous) if tree is not None else None
+        if moved is not None:
+            self.files[rel] = moved
+            return moved
+        memo = self._buffers.memo(rel, tree)
+        fi, _deps = self._discover(rel, data, tree, memo)
         if fi.errors and not fi.items and previous is not None and previous.items and any(e.kind == "syntax" for e in fi.errors):
             # Keep the last good items while the user is typing; report the error with them.
             fi = FileIndex(rel, previous.items, previous.collectors, previous.fixtures, fi.errors, stale=True)
         self._apply_selection(fi)
         self.files[rel] = fi
+        self._buffers.discovered(fi, memo)
         return fi
 
     def is_test_file(self, path: Path) -> bool:
@@ -276,6 +275,7 @@ class WorkspaceIndex:
         self.files[rel] = fi
 
     def remove_file(self, path: Path | str) -> None:
+        self._buffers.forget()
         rel = relpath(Path(os.path.abspath(self.root / path)), self.root)
         self.files.pop(rel, None)
 

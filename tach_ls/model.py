@@ -130,6 +130,40 @@ _fixture_tuple = operator.attrgetter(*_FIXTURE_FIELDS)
 _error_tuple = operator.attrgetter(*_ERROR_FIELDS)
 
 
+def moved_lines(fi: FileIndex, end: LineNo, new_end: LineNo, delta: int) -> FileIndex:
+    """`fi` after an edit in (or just after) the body of a function that ended at line `end` and now ends at `new_end`.
+
+    Lines after `end` move by `delta` (the change in line count), `end`
+    itself (the function's and its enclosing classes' last line) becomes
+    `new_end`; what lies before stays, and so do lines of another file
+    (inherited tests' `defined_in`). Moved entries are new objects (`fi`'s
+    are left as they were), copied field by field in C.
+    """
+
+    def move(line: LineNo) -> LineNo:
+        return line if line < end else new_end if line == end else line + delta
+
+    items = []
+    for i in fi.items:
+        if i.end_line >= end and i.defined_in is None:
+            i = TestItem(*_item_tuple(i))
+            i.line, i.end_line, i.start_line = move(i.line), move(i.end_line), move(i.start_line)
+        items.append(i)
+    collectors = []
+    for c in fi.collectors:
+        if c.end_line >= end:
+            c = Collector(*_collector_tuple(c))
+            c.line, c.end_line, c.start_line = move(c.line), move(c.end_line), move(c.start_line)
+        collectors.append(c)
+    fixtures = []
+    for f in fi.fixtures:
+        if f.line >= end:
+            f = FixtureDef(*_fixture_tuple(f))
+            f.line = move(f.line)
+        fixtures.append(f)
+    return FileIndex(fi.path, items, collectors, fixtures, list(fi.errors), fi.stale)
+
+
 def file_index_to_payload(fi: FileIndex) -> tuple[Any, ...]:
     return (
         list(map(_item_tuple, fi.items)),

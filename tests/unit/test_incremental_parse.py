@@ -42,6 +42,31 @@ class TestC:
         pass
 
 
+class TestOuter:
+    """A class with a nested class and fixtures, for edits deep inside."""
+
+    @pytest.fixture
+    def value(self):
+        return 3
+
+    @pytest.mark.parametrize("v", [1, 2])
+    def test_p(self, v, value):
+        assert v < value
+
+    class TestInner:
+        def test_i(self):
+            text = """
+not code at column zero
+"""
+            assert text
+
+        def test_j(self):
+            pass
+
+    def test_after(self):
+        pass
+
+
 def helper():
     return 2
 
@@ -61,12 +86,38 @@ SNIPPETS = [
     "x = [1,\n",
     "     2]\n",
     "    pass\n",
+    "        pass\n",
+    "            assert 1\n",
+    "    class TestDeep:\n",
+    "        def test_deep(self): pass\n",
+    "    @pytest.mark.skip\n",
+    '"""\n',
 ]
 
 
 def items(tree: ast.Module, text: str) -> list[tuple[str, int, int, int]]:
     fi = discover("test_m.py", text.encode(), tree=tree)
-    return [(i.nodeid, i.start_line, i.line, i.end_line) for i in fi.items]
+    return [(i.nodeid, i.start_line, i.line, i.end_line) for i in fi.items] + [
+        (c.nodeid, c.start_line, c.line, c.end_line) for c in fi.collectors
+    ]
+
+
+def positions(tree: ast.Module) -> list[tuple[str, int, int | None, int, int | None]]:
+    """Where each node the index reads is (statements, decorators, a function's first statement; not deeper in functions)."""
+    out = []
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        out.append((type(node).__name__, node.lineno, node.end_lineno, node.col_offset, node.end_col_offset))  # type: ignore[attr-defined]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            stack.extend(node.decorator_list)
+            first = node.body[0]  # where the header ends
+            out.append(("first", first.lineno, first.end_lineno, first.col_offset, first.end_col_offset))
+            stack.extend(getattr(first, "decorator_list", ()))
+            continue
+        for name in ("body", "orelse", "finalbody", "handlers", "decorator_list"):
+            stack.extend(getattr(node, name, None) or [])
+    return out
 
 
 def test_random_edits_match_full_parse() -> None:
@@ -74,7 +125,7 @@ def test_random_edits_match_full_parse() -> None:
     text = SOURCE
     prev = full(text)
     incremental_used = 0
-    for _step in range(400):
+    for _step in range(1500):
         lines = text.splitlines(keepends=True)
         pos = rng.randrange(len(lines) + 1)
         op = rng.choice(["insert", "delete", "replace"])
@@ -96,6 +147,8 @@ def test_random_edits_match_full_parse() -> None:
         new, was_incremental = reparse(prev, candidate)
         incremental_used += was_incremental
         assert items(new.tree, candidate) == items(expected_tree, candidate), candidate
+        assert ast.dump(new.tree) == ast.dump(expected_tree), candidate
+        assert positions(new.tree) == positions(expected_tree), candidate
         text, prev = candidate, new
     assert incremental_used > 100, "the incremental path should be the common case"
 

@@ -111,6 +111,35 @@ def test_huge_parametrize_is_bounded(tmp_path: Path) -> None:
     assert item.dynamic and item.nodeid == "test_many.py::test_m"
 
 
+def test_a_class_nesting_a_subclass_of_itself_is_collected_once(tmp_path: Path) -> None:
+    """`class Base:` holding `class TestIn(Base)`: by name, Base's nested class inherits Base, which holds it again.
+
+    The regression: collection followed the cycle and doubled the items at
+    every level until memory ran out (found by the memo's random edits).
+    """
+    source = textwrap.dedent(
+        """
+        import pytest
+
+        class Base:
+            def test_base(self):
+                pass
+
+            @pytest.mark.parametrize("m", [5, 6])
+            class TestNested(Base):
+                def test_deep(self):
+                    pass
+
+        class TestChild(Base):
+            pass
+        """
+    )
+    write_tree(tmp_path, {**GOOD, "test_cycle.py": source})
+    index = build(tmp_path)
+    ids = sorted(i.nodeid for i in index.items() if i.path == "test_cycle.py")
+    assert "test_cycle.py::TestChild::test_base" in ids and len(ids) < 20, ids
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user for the unreadable-file case")
 def test_unreadable_file_as_unprivileged_user(tmp_path: Path) -> None:
     """Root reads everything, so this case runs the indexer as `nobody` in a child process."""
