@@ -6,12 +6,17 @@ Each subcommand lives in its own module and is imported only when chosen, so
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    import argparse  # not at the top: a listing answered from the cache never parses arguments (2 ms)
+
     parser = argparse.ArgumentParser(
         prog="tach-ls",
         description="pytest backend for editors and terminals: static index, warm zygote, forked workers.",

@@ -8,6 +8,7 @@ answered by `list_fastpath` without importing the indexer.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import sys
@@ -23,6 +24,7 @@ FATAL_KINDS = {"syntax", "encoding", "io", "too-large", "collect", "config"}
 
 
 def run_list(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    gc.disable()  # a one-shot process: what the build paused (see WorkspaceIndex.build) stays paused to the end
     try:
         index = WorkspaceIndex(
             Path.cwd(), args.paths, use_cache=not args.no_cache, inifile=args.inifile, rootdir=args.rootdir, parallel=True
