@@ -243,6 +243,7 @@ class CollectedLayer:
             self.children[pid] = (pidfd, worker)
             try:
                 _write_all(pipe, job)
+                os.sched_yield()  # the standby was woken on this CPU: let it start now (see scheduler._schedule)
                 os.close(pipe)
                 return
             except OSError:  # the standby died; fork a fresh worker instead
