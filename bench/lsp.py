@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path[:0] = [str(BENCH), str(REPO)]
 
-from suites import Suite, prepare  # noqa: E402
+from suites import Suite, prepare, prepare_tach  # noqa: E402
 
 from tach_ls import protocol  # noqa: E402
 from tests.e2e.harness import start, stop  # noqa: E402
@@ -36,6 +37,10 @@ from tests.e2e.harness import start, stop  # noqa: E402
 NODEID = "tests/test_basic.py::test_options_work"
 SAVE_FILE = "tests/test_json_tag.py"
 BROKEN_TEST = "def test_duplicate_tag():"
+
+
+SERVER_PYTHON: list[str] = [sys.executable]
+"""The server's interpreter: tach-ls's own venv (`suites.prepare_tach`), as a user installs it; set in main()."""
 
 
 def get(obj: Any, key: str) -> Any:
@@ -58,7 +63,7 @@ async def first_trees(suite: Suite, env: dict[str, str], sessions: int) -> list[
     times = []
     for _ in range(sessions):
         t0 = time.perf_counter()
-        session = await start(suite.root, {"python": str(suite.python)}, env_extra=env)
+        session = await start(suite.root, {"python": str(suite.python)}, env_extra=env, server_python=SERVER_PYTHON[0])
         try:
             await session.wait_for(protocol.TESTS_CHANGED)
             times.append(time.perf_counter() - t0)
@@ -74,7 +79,7 @@ async def measure(suite: Suite, repeat: int) -> dict[str, Any]:
     env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tach-lsp-bench-")
     trees = await first_trees(suite, env, 1 + repeat)
     t0 = time.perf_counter()
-    session = await start(suite.root, {"python": str(suite.python), "runOnSave": "file"}, env_extra=env)
+    session = await start(suite.root, {"python": str(suite.python), "runOnSave": "file"}, env_extra=env, server_python=SERVER_PYTHON[0])
     try:
         await session.wait_for(protocol.TESTS_CHANGED)
         first_tree = time.perf_counter() - t0
@@ -123,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     suite = prepare("flask")
+    SERVER_PYTHON[0] = str(prepare_tach().python)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # the server's environment starts from ours: a user's writes .pyc files
     cold = cold_pytest(suite, args.repeat)
     lsp = asyncio.run(measure(suite, args.repeat))
     cold_med = statistics.median(cold)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 
 from tach_ls import __version__, protocol
 from tach_ls.folders import Folder, Folders
@@ -36,8 +37,24 @@ class CommandError(Exception):
 
 
 class _Protocol(LanguageServerProtocol):
-    """pygls runs `workspace/executeCommand` through a generator, so `$/cancelRequest`
-    does not reach the command's coroutine: cancel it here (runs then stop their workers)."""
+    """pygls with two corrections.
+
+    - Positions are UTF-16 whatever the client offers: every column tach-ls
+      sends or reads is in UTF-16 units (`positions`), while pygls takes the
+      client's first choice (Neovim offers utf-8 first), which put lens and
+      diagnostic ends short on lines with non-ASCII text. Every client must
+      support utf-16.
+    - pygls runs `workspace/executeCommand` through a generator, so
+      `$/cancelRequest` does not reach the command's coroutine: cancel it here
+      (runs then stop their workers).
+    """
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:
+        general = params.capabilities.general
+        if general is not None and general.position_encodings:
+            general.position_encodings = [types.PositionEncodingKind.Utf16]
+        return (yield from super().lsp_initialize(params))
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         super()._handle_cancel_notification(msg_id)

@@ -40,6 +40,7 @@ class Session:
     root: Path
     seen: dict[str, list[Any]] = field(default_factory=dict)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    initialize_result: Any = None  # the server's answer to `initialize`
 
     def record(self, method: str, params: Any) -> None:
         self.seen.setdefault(method, []).append(params)
@@ -123,13 +124,15 @@ async def start(
     tmp_home: Path | None = None,
     env_extra: dict[str, str] | None = None,
     extra_folders: list[Path] | None = None,
+    server_python: str | None = None,
 ) -> Session:
+    """A real client over stdio with `server_python -m tach_ls` (default: this interpreter), initialized."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(env_extra or {})
     env["PYTHONPATH"] = str(ROOT)
     if tmp_home is not None:
         env["XDG_CACHE_HOME"] = str(tmp_home)
-    config = ClientServerConfig(server_command=[sys.executable, "-m", "tach_ls"], server_env=env)
+    config = ClientServerConfig(server_command=[server_python or sys.executable, "-m", "tach_ls"], server_env=env)
     lsp = await config.start()
     assert isinstance(lsp, LanguageClient)
     session = Session(lsp, root)
@@ -141,7 +144,7 @@ async def start(
     features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = lambda *a: (default(*a), session.record(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, a[-1]))
     default_log = features.get(types.WINDOW_LOG_MESSAGE)
     features[types.WINDOW_LOG_MESSAGE] = lambda *a: (default_log(*a) if default_log else None, session.record(types.WINDOW_LOG_MESSAGE, a[-1]))
-    await lsp.initialize_session(
+    session.initialize_result = await lsp.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities(client),
             workspace_folders=[types.WorkspaceFolder(path_to_uri(f), f.name) for f in [root, *(extra_folders or [])]],

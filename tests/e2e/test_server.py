@@ -311,3 +311,22 @@ async def test_debug_test_errors_say_why_and_the_server_goes_on(tmp_path: Path) 
         assert get(after, "passed") == 1, "the server goes on"
     finally:
         await stop(s)
+
+
+@pytest.mark.parametrize("client", ["visual-studio-code", "neovim"])
+async def test_positions_are_utf16_whatever_the_client_prefers(tmp_path: Path, client: str) -> None:
+    """Neovim offers utf-8 first; pygls took it while every column tach-ls sends is in UTF-16 units,
+    so ranges on lines with non-ASCII text ended short. The answer is utf-16, which every client speaks."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "test_uni.py").write_text('def test_caf\u00e9():\n    assert "\U0001f600" == "\U0001f600"\n')
+    s = await start(root, {}, client=client, tmp_home=tmp_path / "home")
+    try:
+        assert get(get(s.initialize_result, "capabilities"), "position_encoding") == "utf-16"
+        tree = await s.wait_for(protocol.TESTS_CHANGED, lambda p: get(p, "uri").endswith("test_uni.py"))
+        node = next(n for n in get(tree, "tests") if get(n, "id") == "test_uni.py::test_caf\u00e9")
+        end = get(get(node, "range"), "end")
+        line = '    assert "\U0001f600" == "\U0001f600"'
+        assert (get(end, "line"), get(end, "character")) == (1, len(line.encode("utf-16-le")) // 2)
+    finally:
+        await stop(s)
