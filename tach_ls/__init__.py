@@ -29,6 +29,7 @@ Static index (no import of the project)
 
 Language server (thin handlers over pure modules)
     server.py          pygls handlers only
+    stdio_frames.py    stdin as whole JSON-RPC frames, one hop to the event loop per message
     protocol.py        tach/* method names and one dataclass per custom message
     folders.py         the workspace folders of a session (multi-root)
     workspace.py       one folder's state: index, engine, buffers, results, diagnostics

@@ -96,7 +96,7 @@ class Runner:
             # $/cancelRequest can land while we wait: stop the workers, still report the
             # run's end (results already received stay), then answer as cancelled. Creating
             # the progress token is a round trip to the client: it goes on beside the run,
-            # not in front of it (a click's test is often done before the client answers).
+            # not in front of it, and only for a run that lasts (see _Progress).
             progress.start(f"Running {len(args)} target(s)")
             summary = await asyncio.shield(waiting)
         except asyncio.CancelledError:
@@ -175,11 +175,19 @@ class Runner:
         if not task.cancelled() and task.exception() is not None:
             log.error("debug run failed", exc_info=task.exception())
 
+    RECORD_DELAY_S = 0.05
+
     def _record_later(self, results: list[Any]) -> None:
-        """Record the run for impact analysis after answering: off the click's critical path, in order."""
+        """Record the run for impact analysis after answering: off the click's critical path, in order.
+
+        Started a moment later, not at once: the recording thread would take
+        the GIL while pygls still serializes the answer and the notifications
+        before it (that cost a click ~1 ms through the client).
+        """
 
         async def record() -> None:
             async with self._record_lock:
+                await asyncio.sleep(self.RECORD_DELAY_S)
                 await asyncio.get_running_loop().run_in_executor(None, self.ws.record_impact, results)
 
         task = asyncio.get_running_loop().create_task(record())
@@ -224,7 +232,15 @@ class Runner:
 
 
 class _Progress:
-    """`$/progress` for one run, when the client supports work-done progress."""
+    """`$/progress` for one run, when the client supports work-done progress.
+
+    Only a run still going after `DELAY_S` gets one: a click's run is over in
+    milliseconds, and a progress bar that flashes for that long is noise
+    (and its create request, a round trip to the client, was a share of the
+    click's time).
+    """
+
+    DELAY_S = 0.25
 
     def __init__(self, ws: Workspace, token: str) -> None:
         self.ws = ws
@@ -232,9 +248,14 @@ class _Progress:
         self.active = False
         self.ended: str | None = None  # the end message, once the run is over
         self.task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self, title: str) -> None:
-        self.task = asyncio.ensure_future(self._begin(title))
+        def begin() -> None:
+            if self.ended is None:
+                self.task = asyncio.ensure_future(self._begin(title))
+
+        self._timer = asyncio.get_running_loop().call_later(self.DELAY_S, begin)
 
     async def _begin(self, title: str) -> None:
         try:
@@ -253,6 +274,8 @@ class _Progress:
 
     def end(self, message: str) -> None:
         self.ended = message
+        if self._timer is not None:
+            self._timer.cancel()
         if self.active:
             self.ws.client.progress(self.token, "end", message)
             self.active = False

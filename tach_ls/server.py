@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import threading
 from collections.abc import Awaitable, Generator
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
@@ -25,11 +29,13 @@ from pygls.protocol.language_server import lsp_method
 from tach_ls import __version__, protocol
 from tach_ls.folders import Folder, Folders
 from tach_ls.runner import DebugFailed
+from tach_ls.stdio_frames import FrameReader
 from tach_ls.uris import uri_to_path
 from tach_ls.workspace import EngineFactory
 
 log = logging.getLogger("tach_ls.server")
 DEBOUNCE_S = 0.05
+SETTLE_BOUND_S = 10.0  # seconds a request about a document waits for the index (see TachServer.settled)
 
 
 class CommandError(Exception):
@@ -67,10 +73,30 @@ class TachServer(LanguageServer):
     def __init__(self, engine_factory: EngineFactory) -> None:
         super().__init__("tach-ls", __version__, protocol_cls=_Protocol)
         self.cancellable: dict[Any, asyncio.Task[Any]] = {}  # request id -> the command's task
+        self.exit_code = 0
         self.folders = Folders(_LspClient(self), engine_factory)
-        self._pending: dict[str, asyncio.TimerHandle] = {}
+        self._pending: dict[str, tuple[asyncio.TimerHandle, str, int | None]] = {}  # uri -> debounced re-index
+        self._builds = 1  # folder builds not done yet: the first is `initialized`'s
+        self._built = asyncio.Event()
         self._index_lock = asyncio.Lock()
         self._watchers: list[asyncio.Event] = []
+
+    def _start_io_async(self, stdin: Any = None, stdout: Any = None) -> None:
+        """pygls's stdio server, reading whole frames (see `stdio_frames`) instead of a line per pool trip."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        try:
+            reader = FrameReader(stdin or sys.stdin.buffer)
+            asyncio.run(run_async(self._stop_event, reader, self.protocol, logging.getLogger("pygls.server"), self.report_server_error))
+        except BrokenPipeError:
+            log.error("connection to the client lost; shutting down")
+            self.exit_code = 1
+        except SystemExit as exc:  # `exit`: 0 after `shutdown`, else 1 (pygls raises it in the loop)
+            self.exit_code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.shutdown()  # type: ignore[no-untyped-call]
 
     # -- helpers used by handlers ---------------------------------------------------
     def folder(self, uri: str) -> Folder:
@@ -130,9 +156,35 @@ class TachServer(LanguageServer):
         """Debounce buffer edits per document: only the latest text is indexed."""
         old = self._pending.pop(uri, None)
         if old is not None:
-            old.cancel()
+            old[0].cancel()
         loop = asyncio.get_running_loop()
-        self._pending[uri] = loop.call_later(DEBOUNCE_S, lambda: loop.create_task(self._reindex(uri, text, version)))
+        timer = loop.call_later(DEBOUNCE_S, lambda: loop.create_task(self._reindex(uri, text, version)))
+        self._pending[uri] = (timer, text, version)
+
+    def building(self, delta: int) -> None:
+        """A folder build starts (+1) or ends (-1); `settled` waits while any is going."""
+        self._builds += delta
+        if self._builds > 0:
+            self._built.clear()
+        else:
+            self._built.set()
+
+    async def settled(self, uri: str) -> None:
+        """What the index owes this document before answering about it: the folders' builds and its pending re-index.
+
+        A client sends `initialized`, `didOpen` and `codeLens` back to back:
+        answering from an index still being built (or from the text before
+        the debounced edit) gave no lenses, or the old ones.
+        """
+        try:
+            await asyncio.wait_for(self._built.wait(), SETTLE_BOUND_S)
+        except asyncio.TimeoutError:  # a client that never says `initialized`: answer from what there is
+            return
+        pending = self._pending.pop(uri, None)
+        if pending is not None:
+            timer, text, version = pending
+            timer.cancel()
+            await self._reindex(uri, text, version)
 
     async def _reindex(self, uri: str, text: str, version: int | None) -> None:
         self._pending.pop(uri, None)
@@ -213,15 +265,18 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
     async def on_initialized(ls: TachServer, params: types.InitializedParams) -> None:
         for warning in ls.folders.warnings:
             ls.window_log_message(types.LogMessageParams(types.MessageType.Warning, warning))
-        for folder in ls.folders.all():
-            trees = await ls.off_loop(folder.ws.build_index)
-            ls.send_trees(trees)
-            folder.ws.loop = asyncio.get_running_loop()
-            ls.start_watching(folder)
-            try:
-                folder.ws.ensure_engine()  # warm up now so the first click is fast
-            except Exception as exc:
-                ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"tach-ls: {exc}"))
+        try:
+            for folder in ls.folders.all():
+                trees = await ls.off_loop(folder.ws.build_index)
+                ls.send_trees(trees)
+                folder.ws.loop = asyncio.get_running_loop()
+                ls.start_watching(folder)
+                try:
+                    folder.ws.ensure_engine()  # warm up now so the first click is fast
+                except Exception as exc:
+                    ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"tach-ls: {exc}"))
+        finally:
+            ls.building(-1)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def on_folders(ls: TachServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
@@ -229,7 +284,11 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
             ls.folders.remove(uri_to_path(removed.uri))
         for added in params.event.added:
             folder = ls.folders.add(uri_to_path(added.uri))
-            ls.send_trees(await ls.off_loop(folder.ws.build_index))
+            ls.building(+1)
+            try:
+                ls.send_trees(await ls.off_loop(folder.ws.build_index))
+            finally:
+                ls.building(-1)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def on_configuration(ls: TachServer, params: types.DidChangeConfigurationParams) -> None:
@@ -265,7 +324,8 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
         folder.runner.on_save(folder.ws.save_targets(params.text_document.uri))
 
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
-    def on_code_lens(ls: TachServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+    async def on_code_lens(ls: TachServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+        await ls.settled(params.text_document.uri)
         folder = ls.folders.for_uri(params.text_document.uri)
         if folder is None:
             return []
@@ -384,4 +444,14 @@ def serve(stdin: Any = None, stdout: Any = None) -> None:
     """Serve LSP over stdio (or the given binary streams, see `early`) until the client says exit."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tach_ls").setLevel(logging.INFO)
-    create_server().start_io(stdin, stdout)
+    server = create_server()
+    server.start_io(stdin, stdout)
+    # Leave now: the stdin thread may be blocked in a read on sys.stdin, and the interpreter's
+    # shutdown would wait for that stream's lock and abort ("could not acquire lock").
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(server.exit_code)

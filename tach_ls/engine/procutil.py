@@ -190,3 +190,23 @@ def prefault_private_memory(min_density: float = 0.5) -> int:
         if madvise(start, end - start, _MADV_POPULATE_WRITE) == 0:
             pages += (end - start) // 4096
     return pages
+
+
+_yield_holding_gil: Any = None
+
+
+def yield_cpu() -> None:
+    """Let a process just woken on this CPU run now, without letting go of the GIL.
+
+    ``os.sched_yield`` releases the GIL around the call: in a process with
+    other Python threads (the language server) one of them takes it for up to
+    the switch interval (5 ms), which cost more than the yield saves.
+    """
+    global _yield_holding_gil
+    if _yield_holding_gil is None:
+        try:
+            _yield_holding_gil = ctypes.PyDLL(None).sched_yield  # PyDLL: the GIL stays held
+        except (OSError, AttributeError):
+            _yield_holding_gil = os.sched_yield
+    _yield_holding_gil()
+

@@ -248,7 +248,7 @@ class RunScheduler:
             self._dispatch(run)
             # The kernel wakes the collected layer on this CPU and lets it wait for this thread to
             # block: yield first, or the check delays the click by its whole length (~0.4 ms).
-            os.sched_yield()
+            procutil.yield_cpu()
             if self._layers.refresh_if_stale():
                 self._undo_start(run)
             return

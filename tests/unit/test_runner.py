@@ -6,7 +6,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tach_ls import protocol
+from tach_ls import runner as runner_module
 from tach_ls.runner import Runner
 from tach_ls.settings import Settings
 from tach_ls.workspace import Workspace
@@ -169,10 +172,12 @@ class SlowProgressClient(RecordingClient):
     def __init__(self) -> None:
         super().__init__()
         self.answer = asyncio.Event()
+        self.asked = asyncio.Event()
         self.closed = asyncio.Event()
         self.progress_sent: list[str] = []
 
     async def progress_begin(self, token: str, title: str) -> bool:
+        self.asked.set()
         await self.answer.wait()
         self.progress_sent.append("begin")
         return True
@@ -183,7 +188,26 @@ class SlowProgressClient(RecordingClient):
             self.closed.set()
 
 
-async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_comes(tmp_path: Path) -> None:
+async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module._Progress, "DELAY_S", 0.0)  # a run long enough to get a progress
+    write_tree(tmp_path, {"tests/test_a.py": "def test_a(): pass\n"})
+    engine, client = FakeEngine(), SlowProgressClient()
+    ws = Workspace(tmp_path, Settings(), client, lambda root, settings, on_state: engine)
+    ws.build_index()
+    runner = Runner(ws)
+    task = asyncio.ensure_future(runner.run(["tests/test_a.py::test_a"], "command"))
+    await wait_runs(engine, 1)
+    await asyncio.wait_for(client.asked.wait(), 10)
+    engine.runs[0].finish({"tests/test_a.py::test_a": "passed"})
+    summary = await asyncio.wait_for(task, 10)  # answered while the client still holds the token
+    assert summary["passed"] == 1 and client.progress_sent == []
+    client.answer.set()
+    await asyncio.wait_for(client.closed.wait(), 10)
+    assert client.progress_sent == ["begin", "end"]
+
+
+async def test_a_run_over_before_the_progress_delay_shows_no_progress(tmp_path: Path) -> None:
+    """The other arm: a click's run, done in milliseconds, never asks the client for a progress token."""
     write_tree(tmp_path, {"tests/test_a.py": "def test_a(): pass\n"})
     engine, client = FakeEngine(), SlowProgressClient()
     ws = Workspace(tmp_path, Settings(), client, lambda root, settings, on_state: engine)
@@ -192,8 +216,6 @@ async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_
     task = asyncio.ensure_future(runner.run(["tests/test_a.py::test_a"], "command"))
     await wait_runs(engine, 1)
     engine.runs[0].finish({"tests/test_a.py::test_a": "passed"})
-    summary = await asyncio.wait_for(task, 10)  # answered while the client still holds the token
-    assert summary["passed"] == 1 and client.progress_sent == []
-    client.answer.set()
-    await asyncio.wait_for(client.closed.wait(), 10)
-    assert client.progress_sent == ["begin", "end"]
+    summary = await asyncio.wait_for(task, 10)
+    assert summary["passed"] == 1
+    assert not client.asked.is_set() and client.progress_sent == []
