@@ -41,8 +41,9 @@ Zygote side (the project's interpreter; stdlib + pytest only):
   /proc guard): probed once in the base layer, entered by ``fork_worker``
   right after the fork; ``nsutil``: its system calls, the overlay's upper
   layer, the network guard.
-- ``tracer``: per-test line collection (sys.monitoring on 3.12+, coverage.py's
-  CTracer, sys.settrace), started in the collected layer, inherited by workers.
+- ``tracer``: per-test line collection (sys.monitoring on 3.12+, else the
+  trace functions of ``tracefunc``: coverage.py's CTracer, sys.settrace),
+  started in the collected layer, inherited by workers.
 - ``coverage_ring``: the shared-memory ring (a memfd made before each fork)
   that carries a worker's line hits to the supervisor; its reader too.
 """

@@ -20,10 +20,10 @@ Backends, chosen once per layer:
   class bodies). No event is ever set globally, so library code is never
   instrumented, in the zygote or in any worker. The ``LINE`` callback records
   the hit and returns ``DISABLE``, so a line costs one callback per test; at
-  each test boundary the code objects hit during the test are re-armed
-  (their local events set off and on), which brings back their lines.
-  ``sys.monitoring.restart_events()`` is not used: it re-enables the
-  disabled events of every tool in every code object at once. (A global
+  each test boundary ``sys.monitoring.restart_events()`` brings the lines
+  back, unless another tool is active (it would re-enable that tool's
+  disabled events too): then the code objects hit during the test are
+  re-armed one by one (their local events set off and on). (A global
   ``PY_START`` event to find workspace code was measured and dropped: each
   forked worker re-instrumented every library function it ran, +2.4 ms on a
   Flask click and +20-45% on a warm Flask run.)
@@ -53,14 +53,14 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-import threading
 import warnings
 from array import array
 from collections.abc import Callable, Sequence
-from types import CodeType, FrameType
+from types import CodeType
 from typing import Any, Protocol
 
 from . import coverage_ring, procutil
+from .tracefunc import CTracerBackend, SettraceBackend
 
 FileIdOf = Callable[[str], "int | None"]
 """``co_filename`` -> file id, or None for a file that is not recorded."""
@@ -257,7 +257,7 @@ class MonitoringBackend:
         self.tool = tool
         self.hits: list[int] = []
         self.touched: dict[int, CodeType] = {}
-        """id -> code object hit since the last take (deduplicated as it happens: a test hits each code many times)."""
+        """id -> code object hit since the last take, while another tool is active (see ``take``)."""
         self.file_id = file_id
         self.bases: dict[str, int] = {}
         """co_filename -> file id << 32 (what a hit adds its line to), for armed files only."""
@@ -268,10 +268,16 @@ class MonitoringBackend:
 
         def line(code: CodeType, line_number: int) -> Any:
             record_hit(bases[code.co_filename] | line_number)
+            return disable
+
+        def line_tracking(code: CodeType, line_number: int) -> Any:
+            record_hit(bases[code.co_filename] | line_number)
             touched[id(code)] = code
             return disable
 
-        self._line = line
+        self._line, self._line_tracking = line, line_tracking
+        self.alone = True
+        """No other tool uses sys.monitoring: a test boundary restarts every disabled event at once."""
 
     def arm(self, code: CodeType) -> None:
         """LINE events on a workspace code object and the code objects nested in it (functions, lambdas, classes)."""
@@ -294,7 +300,8 @@ class MonitoringBackend:
     def start(self) -> None:
         monitoring = self.monitoring
         monitoring.use_tool_id(self.tool, TOOL_NAME)
-        monitoring.register_callback(self.tool, monitoring.events.LINE, self._line)
+        self.alone = all(monitoring.get_tool(other) is None for other in range(6) if other != self.tool)
+        monitoring.register_callback(self.tool, monitoring.events.LINE, self._line if self.alone else self._line_tracking)
         _on_exec(self.arm)
         loaded = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
         if any(self.file_id(path) is not None for path in loaded if isinstance(path, str)):
@@ -306,16 +313,38 @@ class MonitoringBackend:
         count = len(hits)
         batch = hits[:count]
         del hits[:count]  # two steps, each atomic: a hit appended between them by another thread stays
-        touched = self.touched
-        if touched:
-            set_local, tool, line_event = self.monitoring.set_local_events, self.tool, self.monitoring.events.LINE
-            for key, code in list(touched.items()):
-                del touched[key]  # one by one: a code another thread hits meanwhile stays for the next take
-                set_local(tool, code, 0)
-                set_local(tool, code, line_event)  # re-instruments the code: its disabled lines fire again
+        self._rearm()
         words = array("I")
         words.frombytes(array("Q", batch).tobytes())
         return words[0::2], words[1::2]
+
+    def _rearm(self) -> None:
+        """Bring back the lines the last test disabled, for the next one.
+
+        Alone, ``restart_events()`` does it for every code object at once and
+        lazily (each is re-instrumented when it next runs), and the LINE
+        callback needs no bookkeeping: on Click that halved the cost of
+        per-test coverage. It would also re-enable what another tool disabled
+        (coverage.py inside a test, a debugger), so while one is active the
+        code objects hit are tracked and re-armed one by one instead.
+        """
+        monitoring, tool = self.monitoring, self.tool
+        alone = all(monitoring.get_tool(other) is None for other in range(6) if other != tool)
+        if alone != self.alone:
+            self.alone = alone
+            monitoring.register_callback(tool, monitoring.events.LINE, self._line if alone else self._line_tracking)
+            if not alone:  # nothing was tracked until now: this once, restart everything
+                monitoring.restart_events()
+                return
+        if alone:
+            monitoring.restart_events()
+            return
+        touched = self.touched
+        set_local, line_event = monitoring.set_local_events, monitoring.events.LINE
+        for key, code in list(touched.items()):
+            del touched[key]  # one by one: a code another thread hits meanwhile stays for the next take
+            set_local(tool, code, 0)
+            set_local(tool, code, line_event)  # re-instruments the code: its disabled lines fire again
 
     def intact(self) -> bool:
         return bool(self.monitoring.get_tool(self.tool) == TOOL_NAME)
@@ -325,7 +354,7 @@ class MonitoringBackend:
             self.monitoring.use_tool_id(self.tool, TOOL_NAME)
         except ValueError:  # someone else holds the id now: nothing more is recorded
             return
-        self.monitoring.register_callback(self.tool, self.monitoring.events.LINE, self._line)
+        self.monitoring.register_callback(self.tool, self.monitoring.events.LINE, self._line if self.alone else self._line_tracking)
 
 
 _exec_listeners: list[Callable[[CodeType], None]] = []
@@ -358,147 +387,6 @@ def _live_functions() -> list[Any]:
     import types
 
     return [obj for obj in gc.get_objects() if type(obj) is types.FunctionType]
-
-
-class _LineSets:
-    """The shared half of the trace-function backends: {co_filename: set of lines}, taken per test."""
-
-    def __init__(self, file_id: FileIdOf) -> None:
-        self.file_id = file_id
-        self.data: dict[str, set[int]] = {}
-        self._ids: dict[str, int | None] = {}
-
-    def take(self) -> tuple[array[int], array[int]]:
-        lines, files = array("I"), array("I")
-        for filename, hit in list(self.data.items()):
-            if not hit:
-                continue
-            seen = set(hit)
-            hit -= seen  # in place (the tracer holds the set); a line added meanwhile by a thread stays
-            file_id = self._ids.get(filename, -1)
-            if file_id == -1:
-                file_id = self._ids[filename] = self.file_id(filename)
-            if file_id is None:
-                continue
-            lines.extend(array("I", seen))
-            files.extend(array("I", [file_id]) * len(seen))
-        return lines, files
-
-
-class CTracerBackend(_LineSets):
-    """coverage.py's C trace function with our filter and data; one tracer per thread."""
-
-    name = "coverage.py CTracer"
-    note = ""
-
-    def __init__(self, file_id: FileIdOf) -> None:
-        super().__init__(file_id)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from coverage.tracer import CFileDisposition, CTracer  # ImportError: the caller falls back
-        self._tracer_class = CTracer
-        self.cache: dict[str, Any] = {}
-        self.tracers: list[Any] = []
-        self.main: Any = None
-        self.messages: list[str] = []
-
-        def should_trace(filename: str, frame: FrameType) -> Any:
-            disposition = CFileDisposition()
-            disposition.original_filename = disposition.canonical_filename = filename
-            disposition.source_filename = filename
-            disposition.trace = file_id(filename) is not None
-            disposition.reason = ""
-            disposition.file_tracer = None
-            disposition.has_dynamic_filename = False
-            return disposition
-
-        self._should_trace = should_trace
-
-    def _new_tracer(self) -> Any:
-        tracer: Any = self._tracer_class()
-        tracer.data = self.data
-        tracer.should_trace = self._should_trace
-        tracer.should_trace_cache = self.cache
-        tracer.trace_arcs = False
-        tracer.warn = self._warn
-        tracer.lock_data = tracer.unlock_data = tuple  # called around each traced call: a C no-op, not a Python one
-        tracer.concur_id_func = None
-        tracer.file_tracers = {}
-        tracer.should_start_context = None
-        tracer.switch_context = None
-        tracer.disable_plugin = None
-        tracer.check_include = None
-        self.tracers.append(tracer)
-        return tracer
-
-    def _warn(self, message: str, slug: str | None = None, once: bool = False) -> None:
-        self.messages.append(message)  # never warnings.warn: filterwarnings=error would fail the test
-
-    def start(self) -> None:
-        self.main = self._new_tracer()
-        self.main.start()
-        threading.settrace(self._thread_start)
-
-    def _thread_start(self, frame: FrameType, event: str, arg: Any) -> Any:
-        """First event of a new thread: give it its own tracer, sharing the data."""
-        sys.settrace(None)
-        tracer = self._new_tracer().start()
-        return tracer(frame, event, arg) if tracer is not None else None
-
-    def intact(self) -> bool:
-        return sys.gettrace() is self.main
-
-    def repair(self) -> None:
-        self.main.start()
-        threading.settrace(self._thread_start)
-
-
-def _line_recorder(add: Callable[[int], None]) -> Callable[[FrameType, str, Any], Any]:
-    def local(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "line":
-            add(frame.f_lineno)
-        return local
-
-    return local
-
-
-class SettraceBackend(_LineSets):
-    """A Python trace function: a call into a workspace file gets a local line recorder, anything else none."""
-
-    name = "sys.settrace"
-
-    def __init__(self, file_id: FileIdOf) -> None:
-        super().__init__(file_id)
-        self.note = (
-            f"per-test coverage runs on sys.settrace in {sys.executable}, several times slower than "
-            f"coverage.py's C tracer; install it there for faster runs: {sys.executable} -m pip install coverage"
-        )
-        recorders: dict[str, Any] = {}
-        data = self.data
-
-        def global_trace(frame: FrameType, event: str, arg: Any) -> Any:
-            filename = frame.f_code.co_filename
-            try:
-                return recorders[filename]
-            except KeyError:
-                pass
-            recorder = None
-            if file_id(filename) is not None:
-                recorder = _line_recorder(data.setdefault(filename, set()).add)
-            recorders[filename] = recorder
-            return recorder
-
-        self.global_trace = global_trace
-
-    def start(self) -> None:
-        sys.settrace(self.global_trace)
-        threading.settrace(self.global_trace)
-
-    def intact(self) -> bool:
-        return sys.gettrace() is self.global_trace
-
-    def repair(self) -> None:
-        self.start()
 
 
 # -- the layers' call sites ---------------------------------------------------------------

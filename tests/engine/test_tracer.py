@@ -56,6 +56,17 @@ DRIVER = textwrap.dedent(
 
     root, core = sys.argv[1], sys.argv[2]
     options = json.loads(sys.argv[3])
+    other_from = options.pop("other_tool_from", None)  # a test from which another sys.monitoring tool runs
+    other_calls = []
+
+    def start_other_tool():
+        import types
+        mon = sys.monitoring
+        mon.use_tool_id(2, "other")
+        mon.register_callback(2, mon.events.LINE, lambda code, line: other_calls.append(line) or mon.DISABLE)
+        for fn in (scratch.branch, scratch.loop):
+            mon.set_local_events(2, fn.__code__, mon.events.LINE)
+
     collector = tracer.Collector(root, core=core, **options)
     collector.start()
     sys.path.insert(0, root)
@@ -68,6 +79,8 @@ DRIVER = textwrap.dedent(
             lambda: scratch.loop(3), lambda: scratch.in_thread(), lambda: None]
     tests = {{}}
     for test, call in enumerate(plan, 1):
+        if test == other_from:
+            start_other_tool()
         collector.begin_test(test)
         call()
         collector.end_test(test)
@@ -75,7 +88,7 @@ DRIVER = textwrap.dedent(
         tests[test] = {{"complete": got.complete,
                        "lines": sorted((reader.files[h >> 32].rsplit("/", 1)[1], h & 0xFFFFFFFF) for h in got.hits)}}
     print(json.dumps({{"name": collector.name, "note": collector.note, "outside": outside, "tests": tests,
-                      "tool": getattr(collector.backend, "tool", None)}}))
+                      "tool": getattr(collector.backend, "tool", None), "other_calls": other_calls}}))
     """
 ).format(repo=str(REPO))
 
@@ -125,6 +138,21 @@ def test_every_core_records_each_test_exactly(project_python: str, tmp_path: Pat
         seen[core] = got["name"]
     assert seen.get("settrace") == "sys.settrace"
     assert seen.get("ctrace") == "coverage.py CTracer"  # the test interpreters have coverage installed
+
+
+@pytest.mark.parametrize("other_from", [1, 2], ids=["from-the-start", "from-the-second-test"])
+def test_monitoring_leaves_another_tools_disabled_lines_alone(project_python: str, tmp_path: Path, other_from: int) -> None:
+    """Alone, a test boundary restarts every disabled event at once; with another tool active (coverage.py
+    in a test, a debugger) that would re-deliver its lines. Two arms against the regression: each of the
+    other tool's lines reaches it once however many tests run them, and our tests' lines stay exact,
+    also when the other tool appears mid-run (the callback switches to tracking what it re-arms).
+    """
+    if "sysmon" not in cores_of(project_python):
+        pytest.skip("sys.monitoring needs Python 3.12+")
+    got = drive(project_python, tmp_path, "sysmon", other_tool_from=other_from)
+    assert {test: entry["lines"] for test, entry in got["tests"].items()} == EXPECTED
+    baseline = drive(project_python, tmp_path, "ctrace", other_tool_from=other_from)  # our tool not in sys.monitoring
+    assert sorted(got["other_calls"]) == sorted(baseline["other_calls"]) and baseline["other_calls"]
 
 
 def test_monitoring_never_takes_coverage_py_tool_id(project_python: str, tmp_path: Path) -> None:
