@@ -3,17 +3,18 @@
 Importing pygls and lsprotocol costs about 300 ms (lsprotocol builds a
 thousand attrs classes at import), longer than an editor should wait for
 its test tree. So `serve_stdio` reads the client's `initialize` itself,
-with the standard library only. When this client and this installation
-were seen before, it answers `initialize` with the result the real server
-gave last time (cached per client capabilities and installed versions),
-indexes the workspace folders (from the index cache: milliseconds) and
-sends their `tach/testsChanged`, and only then imports the server (a
-thread importing meanwhile would hold the GIL most of that time).
-Then it hands the connection to the real server: `initialize` is replayed
-to it (so it sets up its folders and settings as usual) and its answer to
-that one request is not sent again, only remembered for next time. The
-first session of a new client or a new installation simply runs the real
-server from the start.
+with the standard library only, and answers it: with the result the real
+server gave last time when this client and this installation were seen
+before (cached per client capabilities and installed versions), else with
+`initialize_result` (the answer the server gives, which does not depend on
+the client). It indexes the workspace folders (from the index cache:
+milliseconds; a first build forks a helper, the process being single
+threaded still) and sends their `tach/testsChanged`, and only then imports
+the server (a thread importing meanwhile would hold the GIL most of that
+time). Then it hands the connection to the real server: `initialize` is
+replayed to it (so it sets up its folders and settings as usual) and its
+answer to that one request is not sent again, only remembered for next
+time (and a difference from the early one reported on stderr).
 
 Lenses, runs and everything else are the real server's: requests the
 client sends meanwhile wait in the pipe until it reads them.
@@ -95,8 +96,9 @@ class InitializeWatch:
     error, whose report fails again, and so on through thousands of tracebacks on stderr.
     """
 
-    def __init__(self, stream: BinaryIO, request_id: Any, cache: Path | None, answered: bool) -> None:
+    def __init__(self, stream: BinaryIO, request_id: Any, cache: Path | None, answered: bool, sent: Any = None) -> None:
         self.stream = stream
+        self.sent = sent  # the early answer, if one went out
         self.request_id = request_id
         self.cache = cache
         self.answered = answered
@@ -134,6 +136,8 @@ class InitializeWatch:
             return False
         if "result" in message and self.cache is not None:
             _store(self.cache, message["result"])
+            if self.sent is not None and message["result"] != self.sent:
+                sys.stderr.write("tach-ls: the early answer to initialize differed from the server's; the next session sends the server's\n")
         return True
 
 
@@ -166,7 +170,7 @@ def folder_roots(params: dict[str, Any]) -> list[Path]:
     from tach_ls.uris import uri_to_path
 
     folders = params.get("workspaceFolders") or []
-    uris = [f.get("uri") for f in folders if isinstance(f, dict) and isinstance(f.get("uri"), str)]
+    uris: list[str] = [f["uri"] for f in folders if isinstance(f, dict) and isinstance(f.get("uri"), str)]
     if not uris and isinstance(params.get("rootUri"), str):
         uris = [params["rootUri"]]
     return [uri_to_path(u) for u in uris]
@@ -181,7 +185,7 @@ def early_trees(roots: list[Path]) -> list[dict[str, Any]]:
 
     out = []
     for root in roots:
-        index = WorkspaceIndex(root)
+        index = WorkspaceIndex(root, parallel=True)  # called before any other thread exists: fork is safe
         index.build()
         for rel, fi in index.files.items():
             path = index.root / rel
@@ -208,15 +212,20 @@ def serve_stdio() -> None:
     failed: list[BaseException] = []
     importer = threading.Thread(target=_import_server, args=(failed,), name="tach-ls-import", daemon=True)
     raw, message = read_message(stdin)
-    request_id, cache, answered = None, None, False
+    request_id, cache, answered, cached = None, None, False, None
     if message is not None and message.get("method") == "initialize" and "id" in message:
         request_id = message["id"]
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        found = message.get("params")
+        params: dict[str, Any] = found if isinstance(found, dict) else {}
         try:
             cache = cache_path(params)
             cached = json.loads(cache.read_text()) if cache.exists() else None
         except (OSError, ValueError):
             cached = None
+        if cached is None:
+            from tach_ls.initialize_result import initialize_result
+
+            cached = initialize_result(params.get("capabilities"))  # a first session: the answer the server will give (see that module)
         if cached is not None:
             # The import waits: it would hold the GIL most of the time the trees take (the first
             # tree came after 170-520 ms with both running, and after ~140 ms alone).
@@ -236,4 +245,4 @@ def serve_stdio() -> None:
         raise failed[0]
     from tach_ls.server import serve
 
-    serve(stdin=Replay(raw, stdin), stdout=InitializeWatch(stdout, request_id, cache, answered))  # type: ignore[arg-type]
+    serve(stdin=Replay(raw, stdin), stdout=InitializeWatch(stdout, request_id, cache, answered, cached if answered else None))

@@ -33,7 +33,8 @@ class Block:
 
 def first_line(node: ast.AST) -> int:
     """A statement's first line: a definition's first decorator, else its own line."""
-    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])  # type: ignore[attr-defined]
+    line: int = node.lineno  # type: ignore[attr-defined]
+    return min([line, *(int(d.lineno) for d in getattr(node, "decorator_list", ()))])
 
 
 def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:

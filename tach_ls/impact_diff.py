@@ -33,6 +33,7 @@ from __future__ import annotations
 import ast
 import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
 from tach_ls.fingerprints import Block, blocks_of, first_line
 
@@ -165,7 +166,7 @@ def _diff_statement(old: ast.stmt, new: ast.stmt, out: set[int]) -> None:
         if len(before) != len(after or []):
             out |= _span(old)  # a handler or case added or removed: anything reaching the statement
             continue
-        for b, a in zip(before, after):
+        for b, a in zip(before, after or []):
             start = getattr(b, "lineno", None) or b.pattern.lineno  # a match_case has no position of its own
             head = set(range(start, b.body[0].lineno)) | {start}
             if _header(b) != _header(a):
@@ -200,7 +201,7 @@ def _differing_parts(old: ast.AST, new: ast.AST, fallback: set[int], out: set[in
         elif (value is None) != (other is None) or not isinstance(value, (ast.AST, list)) and (type(value), repr(value)) != (type(other), repr(other)):
             out |= here  # an operator, a name, a constant, an optional part added: this node itself differs
             return
-        elif isinstance(value, list) != isinstance(other, list) or isinstance(value, list) and len(value) != len(other):
+        elif isinstance(value, list) != isinstance(other, list) or isinstance(value, list) and len(value) != len(other or []):
             out |= here
             return
     for a, b in differing:
@@ -267,7 +268,7 @@ def _all_scopes(fn: ast.AST) -> list[ast.AST]:
     return [fn, *(n for n in ast.walk(fn) if isinstance(n, _SCOPES) and n is not fn)]
 
 
-def _scopes(fn: ast.AST) -> tuple[object, list[object]]:
+def _scopes(fn: ast.AST) -> tuple[object, list[Any]]:
     """What decides the meaning of unchanged lines: the function's declarations and generator-ness,
     and those of nested scopes that declare anything (a plain new lambda or comprehension does not count)."""
     facts = [(g, n, gen, aw) for _b, g, n, gen, aw in map(_scope_facts, _all_scopes(fn))]

@@ -172,9 +172,11 @@ class TachServer(LanguageServer):
     async def settled(self, uri: str) -> None:
         """What the index owes this document before answering about it: the folders' builds and its pending re-index.
 
-        A client sends `initialized`, `didOpen` and `codeLens` back to back:
-        answering from an index still being built (or from the text before
-        the debounced edit) gave no lenses, or the old ones.
+        A client sends `initialized`, `didOpen` and `codeLens` back to back,
+        and the early tree (see `early`) lets it save or click before the real
+        server has built its index: answering from an index still being built
+        (or from the text before the debounced edit) gave no lenses, the old
+        ones, or a save that ran nothing.
         """
         try:
             await asyncio.wait_for(self._built.wait(), SETTLE_BOUND_S)
@@ -312,7 +314,8 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
             ls.send_trees(await ls.off_loop(folder.ws.close_buffer, params.text_document.uri))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.TextDocumentSaveRegistrationOptions(include_text=False))
-    def on_save(ls: TachServer, params: types.DidSaveTextDocumentParams) -> None:
+    async def on_save(ls: TachServer, params: types.DidSaveTextDocumentParams) -> None:
+        await ls.settled(params.text_document.uri)  # the tests to run come from the index
         folder = ls.folders.for_uri(params.text_document.uri)
         if folder is None:
             return
@@ -338,7 +341,8 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
         ]
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
-    def on_hover(ls: TachServer, params: types.HoverParams) -> types.Hover | None:
+    async def on_hover(ls: TachServer, params: types.HoverParams) -> types.Hover | None:
+        await ls.settled(params.text_document.uri)
         folder = ls.folders.for_uri(params.text_document.uri)
         text = folder.ws.hover(params.text_document.uri, params.position.line) if folder else None
         if not text:
@@ -350,6 +354,7 @@ def create_server(engine_factory: EngineFactory | None = None) -> TachServer:
         spec = _one_object(args, protocol.CMD_RUN_TESTS)
         if "uri" in spec:
             folder = ls.folder(_str(spec, "uri"))
+            await ls.settled(_str(spec, "uri"))
             targets = folder.ws.file_targets(_str(spec, "uri"))
         else:
             tests = spec.get("tests")

@@ -63,9 +63,10 @@ class RawSession:
             if predicate(message):
                 return message
 
-    def initialize(self) -> None:
+    def initialize(self, capabilities: dict[str, Any] | None = None) -> None:
         uri = path_to_uri(self.root)
-        self.send({"id": 1, "method": "initialize", "params": {"capabilities": {}, "rootUri": uri, "workspaceFolders": [{"uri": uri, "name": "p"}]}})
+        params = {"capabilities": capabilities or {}, "rootUri": uri, "workspaceFolders": [{"uri": uri, "name": "p"}]}
+        self.send({"id": 1, "method": "initialize", "params": params})
 
     def close(self) -> int:
         self.send({"id": 99, "method": "shutdown"})
@@ -104,6 +105,43 @@ def test_a_second_session_gets_the_tree_before_it_says_initialized(tmp_path: Pat
     assert any(lens["command"]["title"] == "Run" for lens in lenses["result"]), "the real server answers what follows"
     assert second.close() == 0
     assert [m for m in second.seen if m.get("id") == 1] == [early], "initialize is answered exactly once"
+
+
+def test_a_first_session_gets_the_tree_before_it_says_initialized(tmp_path: Path) -> None:
+    """No cached answer yet: `initialize_result` answers, and the tree comes before `initialized`."""
+    root = copy_project("lsp_basic", tmp_path)
+    session = RawSession(root, tmp_path / "cache")
+    session.initialize()
+    session.next_until(lambda m: m.get("id") == 1)
+    tree = session.next_until(lambda m: m.get("method") == protocol.TESTS_CHANGED)
+    assert any(n["id"] == "tests/test_calc.py::test_add" for n in tree["params"]["tests"])
+    session.send({"method": "initialized", "params": {}})
+    assert session.close() == 0
+    assert [m for m in session.seen if m.get("id") == 1 and "result" in m].__len__() == 1
+
+
+@pytest.mark.parametrize("client", ["visual-studio-code", "neovim", "none"])
+def test_the_early_answer_is_the_servers_own(tmp_path: Path, client: str) -> None:
+    """`initialize_result` against what pygls builds from the server's features, per client profile.
+
+    The regression: a feature added to the server (a new command, a provider)
+    without updating `initialize_result`, so first sessions advertise the
+    wrong capabilities. The real server's answer lands in the cache file.
+    """
+    from lsprotocol.converters import get_converter
+    from pytest_lsp import client_capabilities
+
+    from tach_ls.initialize_result import initialize_result
+
+    caps = {} if client == "none" else get_converter().unstructure(client_capabilities(client))
+    cache = tmp_path / "cache"
+    session = RawSession(copy_project("lsp_basic", tmp_path), cache)
+    session.initialize(caps)
+    early = session.next_until(lambda m: m.get("id") == 1)
+    session.send({"method": "initialized", "params": {}})
+    assert session.close() == 0
+    [stored] = (cache / "tach-ls" / "initialize").glob("*.json")
+    assert json.loads(stored.read_text()) == early["result"] == initialize_result(caps)
 
 
 def test_replay_gives_back_the_consumed_message_first() -> None:
