@@ -13,6 +13,8 @@ import argparse
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +103,24 @@ def run(args: argparse.Namespace) -> int:
         args=[_absolute(t) for t in args.targets], keyword=args.keyword, markexpr=args.markexpr, workers=args.workers
     )
 
+    reader_left = threading.Event()  # `tach-ls run ... | head`: nobody reads the report any more
+
+    def report(call: Callable[[Any], None], value: Any) -> None:
+        if reader_left.is_set():
+            return
+        try:
+            call(value)
+        except BrokenPipeError:
+            reader_left.set()
+            handle.cancel()  # stop running what nobody will see
+
     def on_start(total: int) -> None:
         for reporter in reporters:
-            reporter.start(total)
+            report(reporter.start, total)
 
     def on_result(result: object) -> None:
         for reporter in reporters:
-            reporter.result(result)  # type: ignore[arg-type]
+            report(reporter.result, result)
 
     handle = supervisor.run(request, on_result=on_result, on_start=on_start)
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated run is an interrupted one: clean up the same way
@@ -121,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
         handle.cancel()
         handle.wait(10)
     summary = handle.wait()
+    if reader_left.is_set():
+        _stdout_to_devnull()
+        supervisor.shutdown()
+        impact.record(summary.results)  # what did run is still true
+        return 2
     if handle.total is None:
         for reporter in reporters:
             reporter.start(0)
@@ -234,3 +252,11 @@ def _interrupt(signum: int, frame: object) -> None:
 def _absolute(target: str) -> str:
     path, sep, rest = target.partition("::")
     return os.path.abspath(path) + sep + rest
+
+
+def _stdout_to_devnull() -> None:
+    """The reader of stdout left: later writes (and the interpreter's last flush) go nowhere, quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+

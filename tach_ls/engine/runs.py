@@ -271,7 +271,23 @@ class Run:
             self.coverage.add(result)
         self.handle._push(result)
         if self.on_result is not None:
-            self.on_result(result)
+            self.call(self.on_result, result)
+
+    def call(self, callback: Callable[..., None], *args: Any) -> None:
+        """A caller's callback, on the supervisor's loop: if it raises, the run goes on without it.
+
+        The loop thread serves every run; an exception escaping here (a
+        reporter writing to a closed pipe) stopped it, and the caller waited
+        for results forever.
+        """
+        try:
+            callback(*args)
+        except Exception as exc:  # noqa: BLE001
+            self.errors.append(f"a callback of this run failed and was dropped: {type(exc).__name__}: {exc}")
+            if callback is self.on_result:
+                self.on_result = None
+            if callback is self.on_start:
+                self.on_start = None
 
     @property
     def complete(self) -> bool:

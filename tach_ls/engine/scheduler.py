@@ -94,7 +94,7 @@ class RunScheduler:
         first = run.handle.total is None
         run.handle.total = len(run.selected)
         if run.on_start is not None and first:
-            run.on_start(len(run.selected))
+            run.call(run.on_start, len(run.selected))
         for nodeid, message in self.collect_errors.items():
             if nodeid in run.selected:
                 run.record(TestResult(nodeid, Status.ERROR, message=message.strip().splitlines()[-1:][0] if message.strip() else "collection error", longrepr=message, path=nodeid.split("::")[0]))

@@ -83,3 +83,25 @@ def test_human_report_and_junit_xml_and_future_flags(project, project_python, tm
 def test_missing_interpreter_is_a_usage_error(project, tmp_path: Path) -> None:
     proc = tach(project("engine_basic"), str(tmp_path / "no-python"))
     assert proc.returncode == 4 and "cannot run the project interpreter" in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "human"])
+def test_a_reader_that_leaves_stops_the_run_cleanly(project, project_python, fmt: str) -> None:
+    """`tach-ls run ... | head -1`. The regression: the reporter's BrokenPipeError, raised on the
+    supervisor's loop thread, stopped the loop, and the command waited for results forever."""
+    root = project("engine_basic")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("VIRTUAL_ENV", None)
+    code = "import sys; from tach_ls.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "run", "--python", project_python, "--format", fmt, "tests"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()  # the first line, then the reader leaves
+    proc.stdout.close()
+    assert proc.wait(60) == 2  # interrupted, as the report could not be written
+    stderr = proc.stderr.read().decode()
+    assert "Traceback" not in stderr, stderr
+    again = tach(root, project_python, "tests/test_basic.py::test_pass", "--format", "json")
+    assert again.returncode == 0 and events(again)[-1]["passed"] == 1

@@ -192,3 +192,22 @@ def test_workers_warm_the_zygote_for_the_next_worker(engine, project) -> None:
         lambda: eng.result("tests/test_lazy.py::test_lazy").stdout == "True\n",
         "a worker forked after the zygote imported colorsys",
     )
+
+
+def test_a_callback_that_raises_is_dropped_and_the_engine_goes_on(engine, project) -> None:
+    """The regression: an exception in a caller's on_result (a reporter on a closed pipe) escaped
+    into the supervisor's loop thread, which stopped; that run and every later one waited forever."""
+    from tach_ls.engine.runs import RunRequest
+
+    eng = engine(project("engine_basic"))
+    eng.ready()
+    calls: list[str] = []
+
+    def broken(result: object) -> None:
+        calls.append("called")
+        raise BrokenPipeError("the reader left")
+
+    summary = eng.sup.run(RunRequest(args=[f"{BASIC}::test_pass", f"{BASIC}::test_helper"]), on_result=broken).wait(60)
+    assert set(statuses(summary).values()) == {Status.PASSED} and calls == ["called"]
+    assert any("callback" in e and "BrokenPipeError" in e for e in summary.errors)
+    assert statuses(eng.run(f"{BASIC}::test_pass")) == {f"{BASIC}::test_pass": Status.PASSED}
