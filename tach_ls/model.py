@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import operator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 NodeId = str
 LineNo = int
@@ -143,18 +144,8 @@ def moved_lines(fi: FileIndex, end: LineNo, new_end: LineNo, delta: int) -> File
     def move(line: LineNo) -> LineNo:
         return line if line < end else new_end if line == end else line + delta
 
-    items = []
-    for i in fi.items:
-        if i.end_line >= end and i.defined_in is None:
-            i = TestItem(*_item_tuple(i))
-            i.line, i.end_line, i.start_line = move(i.line), move(i.end_line), move(i.start_line)
-        items.append(i)
-    collectors = []
-    for c in fi.collectors:
-        if c.end_line >= end:
-            c = Collector(*_collector_tuple(c))
-            c.line, c.end_line, c.start_line = move(c.line), move(c.end_line), move(c.start_line)
-        collectors.append(c)
+    items = _moved_ranges(fi.items, lambda i: i.end_line < end or i.defined_in is not None, lambda i: TestItem(*_item_tuple(i)), move)
+    collectors = _moved_ranges(fi.collectors, lambda c: c.end_line < end, lambda c: Collector(*_collector_tuple(c)), move)
     fixtures = []
     for f in fi.fixtures:
         if f.line >= end:
@@ -162,6 +153,20 @@ def moved_lines(fi: FileIndex, end: LineNo, new_end: LineNo, delta: int) -> File
             f.line = move(f.line)
         fixtures.append(f)
     return FileIndex(fi.path, items, collectors, fixtures, list(fi.errors), fi.stale)
+
+
+_Ranged = TypeVar("_Ranged", TestItem, Collector)
+
+
+def _moved_ranges(objects: list[_Ranged], stays: Callable[[_Ranged], bool], copy: Callable[[_Ranged], _Ranged], move: Callable[[LineNo], LineNo]) -> list[_Ranged]:
+    """`objects` with each one that does not stay copied and its three lines moved."""
+    out = []
+    for obj in objects:
+        if not stays(obj):
+            obj = copy(obj)
+            obj.line, obj.end_line, obj.start_line = move(obj.line), move(obj.end_line), move(obj.start_line)
+        out.append(obj)
+    return out
 
 
 def file_index_to_payload(fi: FileIndex) -> tuple[Any, ...]:

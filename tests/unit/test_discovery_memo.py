@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 from tach_ls.discovery_ast import discover
 from tach_ls.index import WorkspaceIndex
 from tach_ls.model import TestItem
+from tests.unit.random_edits import edit_one_line
 
 SOURCE = '''import pytest
 
@@ -83,37 +85,33 @@ def _items(items: list[TestItem]) -> list[tuple[object, ...]]:
     return [(i.nodeid, i.line, i.end_line, i.start_line, tuple(i.fixtures), tuple(i.markers), i.dynamic) for i in items]
 
 
-def test_random_edits_through_the_memo_match_a_fresh_discovery(tmp_path: Path) -> None:
-    path = tmp_path / "test_memo.py"
-    path.write_text(SOURCE)
+def _random_edits_match(tmp_path: Path, name: str, source: str, snippets: list[str], seed: int, steps: int, view: Any) -> int:
+    """Edit `source` at random through `update_file`; after each edit `view` of the index must be a fresh discovery's."""
+    path = tmp_path / name
+    path.write_text(source)
     index = WorkspaceIndex(tmp_path, use_cache=False)
     index.build()
-    rng = random.Random(20261123)
-    text = SOURCE
+    rng = random.Random(seed)
+    text = source
     index.update_file(path, text)
     checked = 0
-    for _step in range(300):
-        lines = text.splitlines(keepends=True)
-        pos = rng.randrange(len(lines) + 1)
-        op = rng.choice(["insert", "insert", "delete", "replace"])
-        if op == "insert":
-            lines[pos:pos] = [rng.choice(SNIPPETS)]
-        elif op == "delete" and pos < len(lines):
-            del lines[pos]
-        elif pos < len(lines):
-            lines[pos] = rng.choice(SNIPPETS)
-        candidate = "".join(lines)
+    for _step in range(steps):
+        candidate = edit_one_line(text, rng, snippets)
         if candidate.count("parametrize('m'") > 3:
             continue  # stacked parametrize multiplies: a few keep the file small
         try:
-            compile(candidate, "test_memo.py", "exec")
+            compile(candidate, name, "exec")
         except SyntaxError:
             continue
         text = candidate
         got = index.update_file(path, text)
-        fresh = discover("test_memo.py", text.encode(), index.options)
-        assert _items(got.items) == _items(fresh.items), text
+        assert view(got) == view(discover(name, text.encode(), index.options)), text
         checked += 1
+    return checked
+
+
+def test_random_edits_through_the_memo_match_a_fresh_discovery(tmp_path: Path) -> None:
+    checked = _random_edits_match(tmp_path, "test_memo.py", SOURCE, SNIPPETS, 20261123, 300, lambda fi: _items(fi.items))
     assert checked > 100
 
 
@@ -215,36 +213,7 @@ def _all(fi: object) -> tuple[object, ...]:
 
 def test_random_edits_in_classes_through_the_memo_match_a_fresh_discovery(tmp_path: Path) -> None:
     """Classes reused from the memo (moved, inheriting, nested) must equal a fresh discovery: items, collectors, fixtures."""
-    path = tmp_path / "test_classes.py"
-    path.write_text(CLASSES)
-    index = WorkspaceIndex(tmp_path, use_cache=False)
-    index.build()
-    rng = random.Random(20261204)
-    text = CLASSES
-    index.update_file(path, text)
-    checked = 0
-    for _step in range(600):
-        lines = text.splitlines(keepends=True)
-        pos = rng.randrange(len(lines) + 1)
-        op = rng.choice(["insert", "insert", "delete", "replace"])
-        if op == "insert":
-            lines[pos:pos] = [rng.choice(CLASS_SNIPPETS)]
-        elif op == "delete" and pos < len(lines):
-            del lines[pos]
-        elif pos < len(lines):
-            lines[pos] = rng.choice(CLASS_SNIPPETS)
-        candidate = "".join(lines)
-        if candidate.count("parametrize('m'") > 3:
-            continue  # stacked parametrize multiplies: a few keep the file small
-        try:
-            compile(candidate, "test_classes.py", "exec")
-        except SyntaxError:
-            continue
-        text = candidate
-        got = index.update_file(path, text)
-        fresh = discover("test_classes.py", text.encode(), index.options)
-        assert _all(got) == _all(fresh), text
-        checked += 1
+    checked = _random_edits_match(tmp_path, "test_classes.py", CLASSES, CLASS_SNIPPETS, 20261204, 600, _all)
     assert checked > 200
 
 

@@ -13,6 +13,7 @@ import random
 
 from tach_ls.discovery_ast import discover
 from tach_ls.incremental_parse import full, reparse
+from tests.unit.random_edits import edit_one_line
 
 SOURCE = '''"""Module docstring."""
 import pytest
@@ -126,16 +127,7 @@ def test_random_edits_match_full_parse() -> None:
     prev = full(text)
     incremental_used = 0
     for _step in range(1500):
-        lines = text.splitlines(keepends=True)
-        pos = rng.randrange(len(lines) + 1)
-        op = rng.choice(["insert", "delete", "replace"])
-        if op == "insert":
-            lines[pos:pos] = [rng.choice(SNIPPETS)]
-        elif op == "delete" and pos < len(lines):
-            del lines[pos]
-        elif pos < len(lines):
-            lines[pos] = rng.choice(SNIPPETS)
-        candidate = "".join(lines)
+        candidate = edit_one_line(text, rng, SNIPPETS, ("insert", "delete", "replace"))
         try:
             expected_tree = ast.parse(candidate)
         except SyntaxError:

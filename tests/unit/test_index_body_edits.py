@@ -91,6 +91,15 @@ def _fresh(index: WorkspaceIndex, text: str) -> FileIndex:
     return fi
 
 
+def _indexed(tmp_path: Path) -> tuple[Path, WorkspaceIndex, list[int]]:
+    """SOURCE in a built index, and the count of updates that took the shortcut."""
+    path = tmp_path / "test_body.py"
+    path.write_text(SOURCE)
+    index = WorkspaceIndex(tmp_path, use_cache=False)
+    index.build()
+    return path, index, _count_shortcuts(index)
+
+
 def _count_shortcuts(index: WorkspaceIndex) -> list[int]:
     taken = [0]
     original = index._buffers.moved
@@ -126,11 +135,7 @@ def _typed(text: str, rng: random.Random) -> str:
 
 
 def test_random_typing_in_bodies_matches_a_fresh_discovery(tmp_path: Path) -> None:
-    path = tmp_path / "test_body.py"
-    path.write_text(SOURCE)
-    index = WorkspaceIndex(tmp_path, use_cache=False)
-    index.build()
-    taken = _count_shortcuts(index)
+    path, index, taken = _indexed(tmp_path)
     rng = random.Random(4122026)
     text = SOURCE
     index.update_file(path, text)
@@ -151,11 +156,7 @@ def test_random_typing_in_bodies_matches_a_fresh_discovery(tmp_path: Path) -> No
 
 def test_a_helper_body_is_read_so_its_edit_is_discovered(tmp_path: Path) -> None:
     """Two arms: an edit in make_id's body changes the ids (no shortcut); one in a test's body changes nothing but lines."""
-    path = tmp_path / "test_body.py"
-    path.write_text(SOURCE)
-    index = WorkspaceIndex(tmp_path, use_cache=False)
-    index.build()
-    taken = _count_shortcuts(index)
+    path, index, taken = _indexed(tmp_path)
     index.update_file(path, SOURCE)
     helper = SOURCE.replace('    return f"v{value}"\n', '    return f"w{value}"\n')
     assert [i.params_id for i in index.update_file(path, helper).items if i.originalname == "test_ids"] == ["w1", "w2"]

@@ -188,15 +188,20 @@ class SlowProgressClient(RecordingClient):
             self.closed.set()
 
 
-async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner_module._Progress, "DELAY_S", 0.0)  # a run long enough to get a progress
+async def _click_with_slow_progress(tmp_path: Path) -> tuple[FakeEngine, SlowProgressClient, asyncio.Future[Any]]:
+    """A run of one test started through a Runner whose client holds the progress token."""
     write_tree(tmp_path, {"tests/test_a.py": "def test_a(): pass\n"})
     engine, client = FakeEngine(), SlowProgressClient()
     ws = Workspace(tmp_path, Settings(), client, lambda root, settings, on_state: engine)
     ws.build_index()
-    runner = Runner(ws)
-    task = asyncio.ensure_future(runner.run(["tests/test_a.py::test_a"], "command"))
+    task = asyncio.ensure_future(Runner(ws).run(["tests/test_a.py::test_a"], "command"))
     await wait_runs(engine, 1)
+    return engine, client, task
+
+
+async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module._Progress, "DELAY_S", 0.0)  # a run long enough to get a progress
+    engine, client, task = await _click_with_slow_progress(tmp_path)
     await asyncio.wait_for(client.asked.wait(), 10)
     engine.runs[0].finish({"tests/test_a.py::test_a": "passed"})
     summary = await asyncio.wait_for(task, 10)  # answered while the client still holds the token
@@ -208,13 +213,7 @@ async def test_a_run_does_not_wait_for_the_progress_token_and_closes_it_when_it_
 
 async def test_a_run_over_before_the_progress_delay_shows_no_progress(tmp_path: Path) -> None:
     """The other arm: a click's run, done in milliseconds, never asks the client for a progress token."""
-    write_tree(tmp_path, {"tests/test_a.py": "def test_a(): pass\n"})
-    engine, client = FakeEngine(), SlowProgressClient()
-    ws = Workspace(tmp_path, Settings(), client, lambda root, settings, on_state: engine)
-    ws.build_index()
-    runner = Runner(ws)
-    task = asyncio.ensure_future(runner.run(["tests/test_a.py::test_a"], "command"))
-    await wait_runs(engine, 1)
+    engine, client, task = await _click_with_slow_progress(tmp_path)
     engine.runs[0].finish({"tests/test_a.py::test_a": "passed"})
     summary = await asyncio.wait_for(task, 10)
     assert summary["passed"] == 1
