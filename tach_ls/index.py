@@ -123,12 +123,8 @@ class WorkspaceIndex:
         return paths
 
     def build(self) -> None:
-        """Index the workspace, with the cyclic garbage collector paused.
-
-        A build allocates one large acyclic structure (trees, scans, items):
-        the collector would only walk it again and again as it grows (15-25%
-        of a cold build of Click or seaborn).
-        """
+        """Index the workspace, the cyclic GC paused: a build makes one large acyclic structure, which
+        the collector would only walk again and again as it grows (15-25% of a cold build of Click)."""
         paused = gc.isenabled()
         gc.disable()
         try:
