@@ -33,15 +33,13 @@ import ast
 import dataclasses
 import itertools
 from collections.abc import Callable
-from operator import attrgetter
 
 from tach_ls.fingerprints import first_line
-from tach_ls.model import Collector, FileIndex, FixtureDef, TestItem
+from tach_ls.model import Collector, FileIndex, FixtureDef, TestItem, copy_of, moved_ranges
 from tach_ls.module_scan import is_fixture_decorator
 from tach_ls.paramids import Axis, Unknown
 
 _FUNCTION = (ast.FunctionDef, ast.AsyncFunctionDef)
-_ALL_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(TestItem)))  # in order: TestItem(*_ALL_FIELDS(item)) copies
 ClassNode = Callable[[str], "ast.ClassDef | None"]
 """A module-level class of the file being discovered, by name."""
 
@@ -186,7 +184,7 @@ def _moved(items: list[TestItem], node: ast.FunctionDef | ast.AsyncFunctionDef) 
         return items
     out = []
     for item in items:
-        copy = TestItem(*_ALL_FIELDS(item))
+        copy = copy_of(item)
         copy.line, copy.end_line, copy.start_line = line, end, start
         out.append(copy)
     return out
@@ -202,16 +200,10 @@ def _class_moved(entry: _ClassEntry, start: int, end: int) -> _ClassEntry:
     def inside(line: int) -> bool:
         return lo <= line <= hi
 
-    items = [_item_moved(i, delta) if i.defined_in is None and inside(i.line) else i for i in entry.items]
-    collectors = [
-        dataclasses.replace(c, line=c.line + delta, end_line=c.end_line + delta, start_line=c.start_line + delta) if inside(c.line) else c
-        for c in entry.collectors
-    ]
+    def shift(line: int) -> int:
+        return line + delta
+
+    items = moved_ranges(entry.items, lambda i: i.defined_in is not None or not inside(i.line), shift)
+    collectors = moved_ranges(entry.collectors, lambda c: not inside(c.line), shift)
     fixtures = [dataclasses.replace(f, line=f.line + delta) if inside(f.line) else f for f in entry.fixtures]
     return dataclasses.replace(entry, start=start, end=end, items=items, collectors=collectors, fixtures=fixtures)
-
-
-def _item_moved(item: TestItem, delta: int) -> TestItem:
-    copy = TestItem(*_ALL_FIELDS(item))
-    copy.line, copy.end_line, copy.start_line = item.line + delta, item.end_line + delta, item.start_line + delta
-    return copy

@@ -300,8 +300,8 @@ class MonitoringBackend:
     def start(self) -> None:
         monitoring = self.monitoring
         monitoring.use_tool_id(self.tool, TOOL_NAME)
-        self.alone = all(monitoring.get_tool(other) is None for other in range(6) if other != self.tool)
-        monitoring.register_callback(self.tool, monitoring.events.LINE, self._line if self.alone else self._line_tracking)
+        self.alone = self._alone()
+        self._register()
         _on_exec(self.arm)
         loaded = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
         if any(self.file_id(path) is not None for path in loaded if isinstance(path, str)):
@@ -329,10 +329,10 @@ class MonitoringBackend:
         code objects hit are tracked and re-armed one by one instead.
         """
         monitoring, tool = self.monitoring, self.tool
-        alone = all(monitoring.get_tool(other) is None for other in range(6) if other != tool)
+        alone = self._alone()
         if alone != self.alone:
             self.alone = alone
-            monitoring.register_callback(tool, monitoring.events.LINE, self._line if alone else self._line_tracking)
+            self._register()
             if not alone:  # nothing was tracked until now: this once, restart everything
                 monitoring.restart_events()
                 return
@@ -354,6 +354,13 @@ class MonitoringBackend:
             self.monitoring.use_tool_id(self.tool, TOOL_NAME)
         except ValueError:  # someone else holds the id now: nothing more is recorded
             return
+        self._register()
+
+    def _alone(self) -> bool:
+        return all(self.monitoring.get_tool(other) is None for other in range(6) if other != self.tool)
+
+    def _register(self) -> None:
+        """The LINE callback for the current mode: tracking the code it hits only while another tool is active."""
         self.monitoring.register_callback(self.tool, self.monitoring.events.LINE, self._line if self.alone else self._line_tracking)
 
 
