@@ -101,7 +101,7 @@ class CoverageFeed:
         reader = attached.reader
         hits = reader.take(test_id)
         self._keep_outside(reader)
-        result.coverage, unknown = self.resolve(reader.files, hits.hits)
+        result.coverage, unknown = self.resolve(reader.files, hits.unique())
         result.coverage_partial = not hits.complete or unknown
 
     def release(self, worker: int) -> None:
@@ -140,9 +140,8 @@ class CoverageFeed:
         self._rel[path] = rel
         return rel
 
-    def resolve(self, files: dict[int, str], hits: set[int]) -> tuple[dict[RelPath, Lines], bool]:
-        """{rel path: sorted lines} from packed hits; True if some file id had no known path."""
-        packed = array("Q", sorted(hits))
+    def resolve(self, files: dict[int, str], packed: array[int]) -> tuple[dict[RelPath, Lines], bool]:
+        """{rel path: sorted lines} from packed hits in ascending order, each once; True if some file id had no known path."""
         words = array("I")
         words.frombytes(packed.tobytes())
         lines, file_ids = words[0::2], words[1::2]
@@ -168,7 +167,7 @@ class CoverageFeed:
     def _keep_outside(self, reader: coverage_ring.RingReader) -> None:
         if not reader.outside:
             return
-        found, _ = self.resolve(reader.files, reader.outside)
+        found, _ = self.resolve(reader.files, array("Q", sorted(reader.outside)))
         reader.outside.clear()
         for rel, lines in found.items():
             self.outside.setdefault(rel, set()).update(lines)

@@ -28,7 +28,10 @@ Layout (little-endian; each header field the two sides write on its own
 
 A test's hits are written in one go at the end of the test (``write_test``):
 its line entries, then one end entry (file id ``END``, line = how many hits
-the test had, top bit set when the writer knows they are incomplete). The
+the test had, with flag bits: ``PARTIAL`` when the writer knows they are
+incomplete, ``ORDERED`` when the entries are in ascending (file id, line)
+order, each once, so the reader can take them as they are instead of
+sorting and de-duplicating them). The
 entries are copied first and the write index is published after, so the
 reader never reads a slot before it is whole. Test boundaries are therefore
 in the data itself: an end entry closes its test id; test id 0 collects lines
@@ -37,9 +40,11 @@ run outside any test (collection in spawn mode, hooks between tests).
 Integrity, so that coverage is incomplete at worst and never wrong:
 
 - every entry carries a check word: a stamp derived from its absolute index
-  XOR its three fields; an entry inside the published range that fails it (a
-  torn or stale slot, a store reordered past the index on a weakly ordered
-  CPU) is dropped and the test it belongs to is marked partial;
+  (the lap of the ring it was written in, ``index // capacity``, so a slot
+  holds a different stamp on every pass) XOR its three fields; an entry
+  inside the published range that fails it (a torn or stale slot, a store
+  reordered past the index on a weakly ordered CPU) is dropped and the test
+  it belongs to is marked partial;
 - the reader zeroes the slots it consumed, so after the writer died
   (``finish``) any non-zero slot past the write index is a record the writer
   was killed in the middle of: it is counted in ``torn`` and dropped, and its
@@ -60,7 +65,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 MAGIC = 0x31524354  # b"TCR1"
-VERSION = 1
+VERSION = 2
 CACHE_LINE = 64
 ENTRY = 16
 WRITE_AT = 64
@@ -72,6 +77,10 @@ END = 0xFFFFFFFF
 """File id of a test's end entry."""
 PARTIAL = 0x80000000
 """Flag in an end entry's line field: the writer knows the test's hits are incomplete."""
+ORDERED = 0x40000000
+"""Flag in an end entry's line field: the test's entries are in ascending (file id, line) order, each once."""
+COUNT_MASK = ORDERED - 1
+"""The hit count in an end entry's line field."""
 STAMP_MODULO = 0xFFFFFFFF
 DEFAULT_CAPACITY = 1 << 18
 """Entries per ring (4 MiB); a test needs one per distinct line it ran."""
@@ -154,35 +163,35 @@ def attach(fd: int) -> Ring:
         raise RingError(f"cannot map the coverage ring: {exc}") from exc
 
 
-def stamps(start: int, count: int) -> array[int]:
-    """The stamps of entries ``start .. start + count - 1``: ``index % (2**32 - 1) + 1``, never 0."""
+def stamps(start: int, count: int, capacity: int) -> array[int]:
+    """The stamps of entries ``start .. start + count - 1``: their lap ``% (2**32 - 1) + 1``, never 0."""
     out = array("I")
     index = start
     while count > 0:
-        first = index % STAMP_MODULO
-        run = min(count, STAMP_MODULO - first)
-        out.extend(range(first + 1, first + 1 + run))
+        lap = index // capacity
+        run = min(count, (lap + 1) * capacity - index)
+        out.extend(array("I", [lap % STAMP_MODULO + 1]) * run)
         index += run
         count -= run
     return out
 
 
-def checks(lines: array[int], files: array[int], tests: array[int], start: int) -> array[int]:
+def checks(lines: array[int], files: array[int], tests: array[int], start: int, capacity: int) -> array[int]:
     """The check word of each entry: its stamp XOR its line, file id and test id.
 
     Computed column-wise with big-integer XOR, which runs at C speed: an entry
     seen with any field not yet (or no longer) written fails its check.
     """
     width = 4 * len(lines)
-    value = int.from_bytes(stamps(start, len(lines)).tobytes(), "little")
+    value = int.from_bytes(stamps(start, len(lines), capacity), "little")
     for column in (lines, files, tests):
-        value ^= int.from_bytes(column.tobytes(), "little")
+        value ^= int.from_bytes(column, "little")
     out = array("I")
     out.frombytes(value.to_bytes(width, "little"))
     return out
 
 
-def encode(lines: array[int], files: array[int], test: TestId, start: int) -> array[int]:
+def encode(lines: array[int], files: array[int], test: TestId, start: int, capacity: int) -> array[int]:
     """Entries for parallel arrays of lines and file ids (C speed: no Python loop per entry)."""
     count = len(lines)
     tests = array("I", [test]) * count
@@ -190,7 +199,7 @@ def encode(lines: array[int], files: array[int], test: TestId, start: int) -> ar
     out[0::4] = lines
     out[1::4] = files
     out[2::4] = tests
-    out[3::4] = checks(lines, files, tests, start)
+    out[3::4] = checks(lines, files, tests, start, capacity)
     return out
 
 
@@ -223,8 +232,13 @@ class RingWriter:
             self.table_pos = pos
             ring.store(TABLE_END_AT, pos)
 
-    def write_test(self, test: TestId, lines: array[int], files: array[int], partial: bool = False) -> int:
-        """Write a test's hits and its end entry; the number of entries dropped for lack of room."""
+    def write_test(
+        self, test: TestId, lines: array[int], files: array[int], partial: bool = False, ordered: bool = False
+    ) -> int:
+        """Write a test's hits and its end entry; the number of entries dropped for lack of room.
+
+        ``ordered``: the caller promises ascending (file id, line) order, each once (see ``ORDERED``).
+        """
         ring = self.ring
         count = len(lines)
         free = ring.capacity - (self.write - ring.load(READ_AT))
@@ -236,15 +250,14 @@ class RingWriter:
         if keep < count:
             lines, files, partial = lines[:keep], files[:keep], True
             self._overflow(count - keep)
-        total = min(count, PARTIAL - 1) | (PARTIAL if partial else 0)
-        entries = encode(lines, files, test, self.write)
-        entries.extend(encode(array("I", [total]), array("I", [END]), test, self.write + keep))
-        self._copy(entries.tobytes())
+        total = min(count, COUNT_MASK) | (PARTIAL if partial else 0) | (ORDERED if ordered else 0)
+        lines, files = lines + array("I", [total]), files + array("I", [END])  # the end entry: one encode for all
+        self._copy(memoryview(encode(lines, files, test, self.write, ring.capacity)).cast("B"))
         self.write += keep + 1
         ring.store(WRITE_AT, self.write)  # published after the copy: the reader never sees half an entry
         return int(count - keep)
 
-    def _copy(self, data: bytes) -> None:
+    def _copy(self, data: memoryview) -> None:
         ring = self.ring
         slot = self.write % ring.capacity
         first = min(len(data), (ring.capacity - slot) * ENTRY)
@@ -263,10 +276,18 @@ class TestHits:
 
     __test__ = False
 
-    hits: set[Hit] = field(default_factory=set)
+    hits: array[int] = field(default_factory=lambda: array("Q"))
+    """Packed hits as they arrived; ascending and unique when ``ordered``."""
     received: int = 0
     complete: bool = False
     ended: bool = False
+    ordered: bool = False
+    """The writer said its entries were in order, and they all came in one piece."""
+    pieces: int = 0
+
+    def unique(self) -> array[int]:
+        """The hits in ascending order, each once."""
+        return self.hits if self.ordered else array("Q", sorted(set(self.hits)))
 
 
 class RingReader:
@@ -374,7 +395,7 @@ class RingReader:
         packed.frombytes(raw)
         lines, files, tests = words[0::4], words[1::4], words[2::4]
         hits = packed[0::2]
-        if words[3::4] != checks(lines, files, tests, start):
+        if words[3::4] != checks(lines, files, tests, start, self.ring.capacity):
             self._group_slowly(words, hits, start, count)
             return
         # A file id missing from the table is not checked here: resolving the hits to paths
@@ -401,7 +422,7 @@ class RingReader:
         the bad entry itself (its test id included) can be trusted.
         """
         lines, files, tests = words[0::4], words[1::4], words[2::4]
-        good = checks(lines, files, tests, start)
+        good = checks(lines, files, tests, start, self.ring.capacity)
         torn = False
         for index in range(count):
             if words[4 * index + 3] != good[index]:
@@ -423,8 +444,9 @@ class RingReader:
         entry = self.tests.get(test)
         if entry is None:
             entry = self.tests[test] = TestHits(complete=True)
-        entry.hits.update(hits)
+        entry.hits.extend(hits)
         entry.received += count
+        entry.pieces += 1
 
     def _end(self, test: TestId, total: int, torn: bool) -> None:
         torn, self._torn_pending = torn or self._torn_pending, False
@@ -433,5 +455,6 @@ class RingReader:
         entry = self.tests.get(test)
         if entry is None:
             entry = self.tests[test] = TestHits(complete=True)
-        entry.complete = entry.complete and not (total & PARTIAL) and entry.received == total and not torn
+        entry.complete = entry.complete and not (total & PARTIAL) and entry.received == total & COUNT_MASK and not torn
+        entry.ordered = bool(total & ORDERED) and entry.pieces <= 1
         entry.ended = True

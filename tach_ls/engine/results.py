@@ -86,7 +86,9 @@ class TestResult:
 
     @classmethod
     def from_wire(cls, fields: dict[str, Any]) -> TestResult:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _FIELD_NAMES
+        if not names:
+            names.update(f.name for f in dataclasses.fields(cls))
         kwargs = {k: v for k, v in fields.items() if k in names}
         kwargs["status"] = Status(kwargs["status"])
         return cls(**kwargs)
@@ -95,3 +97,7 @@ class TestResult:
         data = dataclasses.asdict(self)
         data["status"] = self.status.value
         return data
+
+
+_FIELD_NAMES: set[str] = set()
+"""``TestResult``'s field names, filled on first use (a result per test goes through ``from_wire``)."""

@@ -28,18 +28,21 @@ class _LineSets:
         self._ids: dict[str, int | None] = {}
 
     def take(self) -> tuple[array[int], array[int]]:
-        lines, files = array("I"), array("I")
+        """(lines, file ids) in ascending (file id, line) order, each once; the sets emptied in place."""
+        found: list[tuple[int, list[int]]] = []
         for filename, hit in list(self.data.items()):
             if not hit:
                 continue
-            seen = set(hit)
-            hit -= seen  # in place (the tracer holds the set); a line added meanwhile by a thread stays
+            seen = sorted(hit)
+            hit.difference_update(seen)  # in place (the tracer holds the set); a line added meanwhile by a thread stays
             file_id = self._ids.get(filename, -1)
             if file_id == -1:
                 file_id = self._ids[filename] = self.file_id(filename)
-            if file_id is None:
-                continue
-            lines.extend(array("I", seen))
+            if file_id is not None:
+                found.append((file_id, seen))
+        lines, files = array("I"), array("I")
+        for file_id, seen in sorted(found):
+            lines.extend(seen)
             files.extend(array("I", [file_id]) * len(seen))
         return lines, files
 

@@ -13,7 +13,13 @@ never from per-test contexts (coverage.py's force its slow tracer).
 
 Backends, chosen once per layer:
 
-- ``sys.monitoring`` (3.12+): ``LINE`` events are armed on the code objects
+- bytecode probes (3.11 and 3.12, the default; see ``probes`` and
+  ``bytecode``): workspace code objects are rewritten as they are loaded so
+  each line start adds its line to its file's set; no tracer, no callback,
+  nothing to re-arm at a test boundary. On Click's suite, in one process, it
+  costs about a fifth of the C tracer on 3.11 and less than sys.monitoring
+  on 3.12.
+- ``sys.monitoring`` (3.13+, or forced with ``sysmon``): ``LINE`` events are armed on the code objects
   of workspace files only, as they are created: an audit hook sees every
   code object about to run through ``exec`` (each import, each ``exec()``),
   and arms it and the code objects nested in it (its functions, lambdas,
@@ -27,7 +33,7 @@ Backends, chosen once per layer:
   ``PY_START`` event to find workspace code was measured and dropped: each
   forked worker re-instrumented every library function it ran, +2.4 ms on a
   Flask click and +20-45% on a warm Flask run.)
-- coverage.py's ``CTracer`` (3.10/3.11, when importable; the base layer
+- coverage.py's ``CTracer`` (3.10, when importable; the base layer
   imports it once, see ``preload``): the same C trace function coverage.py
   runs, with our file filter; per test we take the line sets it filled and
   clear them in place.
@@ -59,7 +65,7 @@ from collections.abc import Callable, Sequence
 from types import CodeType
 from typing import Any, Protocol
 
-from . import coverage_ring, procutil
+from . import coverage_ring, probes, procutil
 from .tracefunc import CTracerBackend, SettraceBackend
 
 FileIdOf = Callable[[str], "int | None"]
@@ -70,7 +76,7 @@ TOOL_IDS = (4, 3)
 """sys.monitoring tool ids we may take: never COVERAGE_ID, so coverage.py inside a test still works."""
 DEFAULT_OMIT = (".tox/*", ".nox/*", ".venv/*", "venv/*", "*/site-packages/*", "*/dist-packages/*")
 ENGINE_DIR = os.path.dirname(os.path.realpath(__file__))
-CORES = ("auto", "sysmon", "ctrace", "settrace")
+CORES = ("auto", "probes", "sysmon", "ctrace", "settrace")
 
 
 class Backend(Protocol):
@@ -80,7 +86,8 @@ class Backend(Protocol):
     def start(self) -> None: ...
 
     def take(self) -> tuple[array[int], array[int]]:
-        """(lines, file ids) hit since the last take, and ready to record them again."""
+        """(lines, file ids) hit since the last take, in ascending (file id, line) order, each once;
+        and ready to record them again."""
         ...
 
     def intact(self) -> bool:
@@ -91,11 +98,11 @@ class Backend(Protocol):
 
 
 def preload(spec: dict[str, Any]) -> None:
-    """In the base layer: import coverage.py's C tracer once, for every collected layer forked later."""
+    """In the base layer: import coverage.py's C tracer once, for every collected layer forked later (when it is the core)."""
     options = spec.get("coverage") or {}
     if not options or options.get("core", "auto") not in ("auto", "ctrace"):
         return
-    if options.get("core", "auto") == "auto" and hasattr(sys, "monitoring"):
+    if options.get("core", "auto") == "auto" and (probes.supported() or hasattr(sys, "monitoring")):
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -213,7 +220,7 @@ class Collector:
         if writer is None:
             return
         writer.publish_files(self.paths)
-        self.dropped += writer.write_test(test, lines, files, partial)
+        self.dropped += writer.write_test(test, lines, files, partial, ordered=True)  # every backend's take() sorts
 
 
 def _matches(rel: str, path: str, glob: str) -> bool:
@@ -222,9 +229,14 @@ def _matches(rel: str, path: str, glob: str) -> bool:
 
 
 def choose_backend(core: str, file_id: FileIdOf) -> Backend:
-    """sys.monitoring on 3.12+, else coverage.py's CTracer, else sys.settrace (``core`` forces one)."""
+    """Bytecode probes on 3.11/3.12, else sys.monitoring (3.13+), else coverage.py's CTracer, else sys.settrace.
+
+    ``core`` forces one; a core this interpreter lacks falls to the next in that order.
+    """
     if core not in CORES:
         raise ValueError(f"unknown coverage core {core!r}; one of {', '.join(CORES)}")
+    if core in ("auto", "probes") and probes.supported():
+        return probes.ProbeBackend(file_id)
     if core in ("auto", "sysmon") and hasattr(sys, "monitoring"):
         tool = _free_tool()
         if tool is not None:
@@ -315,7 +327,7 @@ class MonitoringBackend:
         del hits[:count]  # two steps, each atomic: a hit appended between them by another thread stays
         self._rearm()
         words = array("I")
-        words.frombytes(array("Q", batch).tobytes())
+        words.frombytes(array("Q", sorted(set(batch))).tobytes())  # two threads may both hit a line first
         return words[0::2], words[1::2]
 
     def _rearm(self) -> None:

@@ -121,8 +121,10 @@ EXPECTED = {
 
 
 def cores_of(python: str) -> list[str]:
-    probe = subprocess.run([python, "-c", "import sys; print(hasattr(sys, 'monitoring'))"], capture_output=True, text=True, check=True)
-    return (["sysmon"] if probe.stdout.strip() == "True" else []) + ["ctrace", "settrace"]
+    """The cores this interpreter has: probes on 3.11/3.12, sys.monitoring on 3.12+, and the trace functions."""
+    probe = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True, check=True)
+    version = tuple(int(p) for p in probe.stdout.split())
+    return (["probes"] if version in ((3, 11), (3, 12)) else []) + (["sysmon"] if version >= (3, 12) else []) + ["ctrace", "settrace"]
 
 
 def test_every_core_records_each_test_exactly(project_python: str, tmp_path: Path) -> None:
@@ -138,6 +140,7 @@ def test_every_core_records_each_test_exactly(project_python: str, tmp_path: Pat
         seen[core] = got["name"]
     assert seen.get("settrace") == "sys.settrace"
     assert seen.get("ctrace") == "coverage.py CTracer"  # the test interpreters have coverage installed
+    assert seen.get("probes") == "bytecode probes"  # 3.11 and 3.12: both run it
 
 
 @pytest.mark.parametrize("other_from", [1, 2], ids=["from-the-start", "from-the-second-test"])
@@ -155,13 +158,16 @@ def test_monitoring_leaves_another_tools_disabled_lines_alone(project_python: st
     assert sorted(got["other_calls"]) == sorted(baseline["other_calls"]) and baseline["other_calls"]
 
 
+def test_the_default_core_is_the_probes(project_python: str, tmp_path: Path) -> None:
+    """Regression: ``auto`` falling back to a tracer (several times slower on 3.11) where probes work."""
+    assert drive(project_python, tmp_path, "auto")["name"] == "bytecode probes"
+
+
 def test_monitoring_never_takes_coverage_py_tool_id(project_python: str, tmp_path: Path) -> None:
     """Regression: our sys.monitoring tool taking COVERAGE_ID, so coverage.py run inside a test cannot start."""
     if "sysmon" not in cores_of(project_python):
-        got = drive(project_python, tmp_path, "auto")
-        assert got["name"] == "coverage.py CTracer"  # 3.10/3.11: no sys.monitoring, the C tracer is the default
-        return
-    got = drive(project_python, tmp_path, "auto")
+        pytest.skip("sys.monitoring needs Python 3.12+")
+    got = drive(project_python, tmp_path, "sysmon")
     assert got["name"] == "sys.monitoring" and got["tool"] not in (0, 1, 2, 5)
 
 

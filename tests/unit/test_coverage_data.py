@@ -30,9 +30,13 @@ def test_resolve_groups_hits_by_file_and_flags_unknown_ids(tmp_path: Path) -> No
     root = os.path.realpath(tmp_path)
     files = {0: f"{root}/a.py", 1: f"{root}/pkg/b.py", 2: "/elsewhere/c.py"}
     hits = {0 << 32 | 3, 0 << 32 | 1, 1 << 32 | 7, 1 << 32 | 2}
-    assert feed.resolve(files, hits) == ({"a.py": [1, 3], "pkg/b.py": [2, 7]}, False)
-    assert feed.resolve(files, hits | {2 << 32 | 1}) == ({"a.py": [1, 3], "pkg/b.py": [2, 7]}, True)  # outside the root
-    assert feed.resolve(files, {9 << 32 | 1})[1] is True  # an id the table never got
+
+    def packed(found: set[int]) -> array[int]:
+        return array("Q", sorted(found))
+
+    assert feed.resolve(files, packed(hits)) == ({"a.py": [1, 3], "pkg/b.py": [2, 7]}, False)
+    assert feed.resolve(files, packed(hits | {2 << 32 | 1})) == ({"a.py": [1, 3], "pkg/b.py": [2, 7]}, True)  # outside the root
+    assert feed.resolve(files, packed({9 << 32 | 1}))[1] is True  # an id the table never got
 
 
 def test_fill_takes_the_test_from_its_workers_ring(tmp_path: Path) -> None:

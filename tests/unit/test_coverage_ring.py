@@ -57,7 +57,7 @@ def test_wraparound(capacity: int) -> None:
     for test in range(1, 61):
         assert write(writer, test) == 0
         got = reader.take(test)
-        assert got.complete and got.hits == packed(test), test
+        assert got.complete and set(got.hits) == packed(test), test
     wrapped = reader.read > capacity
     assert wrapped == (capacity == 16)
     assert reader.overflow == 0 and reader.torn == 0 and reader.finish() == 0
@@ -83,15 +83,15 @@ def test_overflow_is_counted_and_marks_partial(drain_each: bool) -> None:
         results = {test: reader.take(test) for test in range(1, 13)}
     assert reader.overflow == dropped
     if drain_each:
-        assert dropped == 0 and all(r.complete and r.hits == packed(t) for t, r in results.items())
+        assert dropped == 0 and all(r.complete and set(r.hits) == packed(t) for t, r in results.items())
         return
     assert dropped > 0
     partial = [t for t, r in results.items() if not r.complete]
     assert partial, "a lagging reader must see partial tests"
     for test, got in results.items():
-        assert got.hits <= packed(test)
-        assert got.complete == (got.hits == packed(test) and test not in partial)
-    assert reader.take(12).hits == set()  # taken once: forgotten
+        assert set(got.hits) <= packed(test)
+        assert got.complete == (set(got.hits) == packed(test) and test not in partial)
+    assert set(reader.take(12).hits) == set()  # taken once: forgotten
 
 
 def test_a_test_whose_end_entry_was_dropped_is_partial() -> None:
@@ -101,7 +101,7 @@ def test_a_test_whose_end_entry_was_dropped_is_partial() -> None:
     assert write(writer, 8) == 10  # no room at all: its 9 hits and its end entry dropped
     assert reader.take(6).complete
     got = reader.take(8)
-    assert not got.complete and got.hits == set()
+    assert not got.complete and set(got.hits) == set()
     assert write(writer, 3) == 0 and reader.take(3).complete  # and the ring goes on
 
 
@@ -123,7 +123,7 @@ def test_lines_outside_tests_accumulate_under_id_zero() -> None:
     writer.write_test(0, array("I", [1, 2]), array("I", [0, 0]))
     write(writer, 5)
     writer.write_test(0, array("I", [3]), array("I", [1]))
-    assert reader.take(5).hits == packed(5)
+    assert set(reader.take(5).hits) == packed(5)
     assert reader.outside == {1, 2, 1 << 32 | 3}
 
 
@@ -144,10 +144,10 @@ def test_a_published_entry_that_fails_its_check_is_dropped(corrupt: bool) -> Non
         at = cr.ENTRIES_AT + slot * cr.ENTRY
         writer.ring.mm[at : at + 4] = bytes(4)
     got = {test: reader.take(test) for test in (1, 2, 3)}
-    assert got[1].complete and got[1].hits == packed(1)
-    assert got[3].complete and got[3].hits == packed(3)
+    assert got[1].complete and set(got[1].hits) == packed(1)
+    assert got[3].complete and set(got[3].hits) == packed(3)
     assert got[2].complete is not corrupt
-    assert got[2].hits == (packed(2) - {min(packed(2), key=lambda h: h & 0xFFFFFFFF)} if corrupt else packed(2))
+    assert set(got[2].hits) == (packed(2) - {min(packed(2), key=lambda h: h & 0xFFFFFFFF)} if corrupt else packed(2))
     assert reader.torn == (1 if corrupt else 0)
 
 
@@ -224,7 +224,7 @@ def test_concurrent_writer_and_reader_in_two_processes(capacity: int, mode: str,
     assert reader.torn == 0 and not reader.broken
     complete = [t for t, got in seen.items() if got.complete]
     for test, got in seen.items():
-        assert got.hits == packed(test) if got.complete else got.hits <= packed(test), test
+        assert set(got.hits) == packed(test) if got.complete else set(got.hits) <= packed(test), test
     if mode == "clean" and capacity == 64:
         assert complete and reader.overflow > 0
         return
@@ -245,7 +245,7 @@ def test_writer_killed_mid_record(mode: str, tmp_path: Path) -> None:
     seen = drain_until_exit(reader, proc)
     killed = mode == "killed-mid-record"
     assert proc.returncode == (-signal.SIGKILL if killed else 0)
-    assert all(seen[t].complete and seen[t].hits == packed(t) for t in range(1, 41))
+    assert all(seen[t].complete and set(seen[t].hits) == packed(t) for t in range(1, 41))
     assert reader.torn == (1 if killed else 0)
     assert 41 not in seen and not reader.take(41).complete
 
@@ -264,7 +264,7 @@ def test_writer_killed_at_a_random_moment_is_never_wrong(tmp_path: Path) -> None
         reader.finish()
         for test in list(reader.tests):
             got = reader.take(test)
-            assert got.hits == packed(test) if got.complete else got.hits <= packed(test)
+            assert set(got.hits) == packed(test) if got.complete else set(got.hits) <= packed(test)
 
 
 def test_attach_refuses_what_is_not_a_ring() -> None:
@@ -274,7 +274,24 @@ def test_attach_refuses_what_is_not_a_ring() -> None:
         cr.attach(fd)
 
 
-def test_stamps_skip_zero_across_the_32_bit_wrap() -> None:
-    got = cr.stamps(cr.STAMP_MODULO - 2, 4)
-    assert list(got) == [cr.STAMP_MODULO - 1, cr.STAMP_MODULO, 1, 2]
+def test_stamps_follow_the_lap_and_skip_zero_across_the_32_bit_wrap() -> None:
+    """A slot holds another stamp on each pass of the ring (a stale entry fails), and no stamp is 0 (a zeroed slot fails)."""
+    assert list(cr.stamps(14, 4, capacity=16)) == [1, 1, 2, 2]
+    got = cr.stamps((cr.STAMP_MODULO - 1) * 4 + 2, 4, capacity=4)
+    assert list(got) == [cr.STAMP_MODULO, cr.STAMP_MODULO, 1, 1]
     assert 0 not in got
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+def test_ordered_hits_are_taken_as_they_are_and_others_are_sorted(ordered: bool) -> None:
+    """Two arms against the regression of a test's lines coming out unsorted or doubled: a writer that promises
+    order (every tach-ls backend) is taken as it is; one that does not is sorted and de-duplicated."""
+    writer, reader = new_ring(64)
+    if ordered:
+        lines, files = array("I", [3, 9, 2]), array("I", [0, 0, 4])
+    else:
+        lines, files = array("I", [2, 9, 3, 9]), array("I", [4, 0, 0, 0])
+    writer.write_test(1, lines, files, ordered=ordered)
+    got = reader.take(1)
+    assert got.complete and got.ordered is ordered
+    assert list(got.unique()) == [3, 9, 4 << 32 | 2]
