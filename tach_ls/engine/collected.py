@@ -321,7 +321,7 @@ class CollectedLayer:
             skip = debugger.ISOLATION_SKIP if debug else ()
             files = fork_worker.become_worker(os.getppid(), self.spec["rundir"], close, skip=skip)
             assert self.session is not None
-            recorder = fork_worker.install_recorder(self.session.config, self.root, send)
+            recorder = fork_worker.install_recorder(self.session.config, self.root, send, files)
             if job is None:
                 if self.spec.get("prefault", True):
                     procutil.prefault_private_memory()
@@ -332,7 +332,7 @@ class CollectedLayer:
             task = json.loads(job)
             worker = task["worker"]
             tracer.hand_over(self.coverage, self.child_ring, self.conn, worker)
-            send("worker_started", worker=worker, pid=os.getpid(), out=files.out, err=files.err, tb=files.tb)
+            send("worker_started", worker=worker, pid=os.getpid(), isolation=namespaces.applied(), **files.started_fields())
             items = [self.index[n] for n in task["nodeids"]]
             if task.get("debug") and not _debug_attach(send, worker, items[0]):
                 fork_worker.finish(send, worker)

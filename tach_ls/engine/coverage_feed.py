@@ -141,7 +141,8 @@ class CoverageFeed:
         return rel
 
     def resolve(self, files: dict[int, str], packed: array[int]) -> tuple[dict[RelPath, Lines], bool]:
-        """{rel path: sorted lines} from packed hits in ascending order, each once; True if some file id had no known path."""
+        """{rel path: sorted lines} from packed hits file by file (ascending file ids), each once; True if some
+        file id had no known path. Lines are sorted here, per file: the worker's cores would pay more for it."""
         words = array("I")
         words.frombytes(packed.tobytes())
         lines, file_ids = words[0::2], words[1::2]
@@ -150,13 +151,13 @@ class CoverageFeed:
         start = 0
         while start < len(packed):
             file_id = file_ids[start]
-            end = bisect.bisect_left(packed, (file_id + 1) << 32, start)
+            end = bisect.bisect_left(file_ids, file_id + 1, start)
             path = files.get(file_id)
             rel = self.rel(path) if path is not None else None
             if rel is None:
                 unknown = True
             else:
-                found = lines[start:end].tolist()
+                found = sorted(lines[start:end].tolist())
                 if found and found[0] == 0:
                     del found[0]  # an empty module's lone instruction: not a source line (coverage.py drops it too)
                 if found:

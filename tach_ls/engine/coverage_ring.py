@@ -29,9 +29,9 @@ Layout (little-endian; each header field the two sides write on its own
 A test's hits are written in one go at the end of the test (``write_test``):
 its line entries, then one end entry (file id ``END``, line = how many hits
 the test had, with flag bits: ``PARTIAL`` when the writer knows they are
-incomplete, ``ORDERED`` when the entries are in ascending (file id, line)
-order, each once, so the reader can take them as they are instead of
-sorting and de-duplicating them). The
+incomplete, ``GROUPED`` when the entries come file by file in ascending file
+id order, each line once, so the reader can take them as they are instead of
+sorting and de-duplicating them; lines within a file may come in any order). The
 entries are copied first and the write index is published after, so the
 reader never reads a slot before it is whole. Test boundaries are therefore
 in the data itself: an end entry closes its test id; test id 0 collects lines
@@ -77,9 +77,9 @@ END = 0xFFFFFFFF
 """File id of a test's end entry."""
 PARTIAL = 0x80000000
 """Flag in an end entry's line field: the writer knows the test's hits are incomplete."""
-ORDERED = 0x40000000
-"""Flag in an end entry's line field: the test's entries are in ascending (file id, line) order, each once."""
-COUNT_MASK = ORDERED - 1
+GROUPED = 0x40000000
+"""Flag in an end entry's line field: the test's entries come file by file (ascending file ids), each hit once."""
+COUNT_MASK = GROUPED - 1
 """The hit count in an end entry's line field."""
 STAMP_MODULO = 0xFFFFFFFF
 DEFAULT_CAPACITY = 1 << 18
@@ -233,11 +233,11 @@ class RingWriter:
             ring.store(TABLE_END_AT, pos)
 
     def write_test(
-        self, test: TestId, lines: array[int], files: array[int], partial: bool = False, ordered: bool = False
+        self, test: TestId, lines: array[int], files: array[int], partial: bool = False, grouped: bool = False
     ) -> int:
         """Write a test's hits and its end entry; the number of entries dropped for lack of room.
 
-        ``ordered``: the caller promises ascending (file id, line) order, each once (see ``ORDERED``).
+        ``grouped``: the caller promises the hits come file by file, ascending file ids, each once (``GROUPED``).
         """
         ring = self.ring
         count = len(lines)
@@ -250,7 +250,7 @@ class RingWriter:
         if keep < count:
             lines, files, partial = lines[:keep], files[:keep], True
             self._overflow(count - keep)
-        total = min(count, COUNT_MASK) | (PARTIAL if partial else 0) | (ORDERED if ordered else 0)
+        total = min(count, COUNT_MASK) | (PARTIAL if partial else 0) | (GROUPED if grouped else 0)
         lines, files = lines + array("I", [total]), files + array("I", [END])  # the end entry: one encode for all
         self._copy(memoryview(encode(lines, files, test, self.write, ring.capacity)).cast("B"))
         self.write += keep + 1
@@ -277,17 +277,17 @@ class TestHits:
     __test__ = False
 
     hits: array[int] = field(default_factory=lambda: array("Q"))
-    """Packed hits as they arrived; ascending and unique when ``ordered``."""
+    """Packed hits as they arrived; file by file and each once when ``grouped``."""
     received: int = 0
     complete: bool = False
     ended: bool = False
-    ordered: bool = False
-    """The writer said its entries were in order, and they all came in one piece."""
+    grouped: bool = False
+    """The writer said its entries were grouped (``GROUPED``), and they all came in one piece."""
     pieces: int = 0
 
     def unique(self) -> array[int]:
-        """The hits in ascending order, each once."""
-        return self.hits if self.ordered else array("Q", sorted(set(self.hits)))
+        """The hits file by file in ascending file id order, each once (lines within a file in any order)."""
+        return self.hits if self.grouped else array("Q", sorted(set(self.hits)))
 
 
 class RingReader:
@@ -456,5 +456,5 @@ class RingReader:
         if entry is None:
             entry = self.tests[test] = TestHits(complete=True)
         entry.complete = entry.complete and not (total & PARTIAL) and entry.received == total & COUNT_MASK and not torn
-        entry.ordered = bool(total & ORDERED) and entry.pieces <= 1
+        entry.grouped = bool(total & GROUPED) and entry.pieces <= 1
         entry.ended = True

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from . import deps_audit, namespaces, procutil
+from . import deps_audit, namespaces, procutil, worker_status
 from .results import Status
 
 LONGREPR_LIMIT = 24_000
@@ -46,16 +46,22 @@ Send = Callable[..., None]
 
 @dataclass
 class WorkerFiles:
-    """Where a worker's fd 1, fd 2 and timeout stack dump go (read by the supervisor after a crash)."""
+    """Where a worker's fd 1, fd 2, timeout stack dump and status record go (read by the supervisor after a crash)."""
 
     out: str
     err: str
     tb: str
+    st: str
+    """The status record (``worker_status``): which test of the batch, which phase."""
 
     @classmethod
     def for_pid(cls, folder: str, pid: int) -> WorkerFiles:
         base = os.path.join(folder, f"w{pid}")
-        return cls(out=base + ".out", err=base + ".err", tb=base + ".tb")
+        return cls(out=base + ".out", err=base + ".err", tb=base + ".tb", st=base + ".st")
+
+    def started_fields(self) -> dict[str, Any]:
+        """The fields of ``worker_started`` that say where these files are."""
+        return {"out": self.out, "err": self.err, "tb": self.tb, "st": self.st}
 
 
 def become_worker(zygote_pid: int, outdir: str, close_fds: list[int], skip: tuple[str, ...] = ()) -> WorkerFiles:
@@ -111,17 +117,15 @@ class ItemOutcome:
 
 
 class Recorder:
-    """A pytest plugin in the worker: gathers phase reports and failure locations."""
+    """A pytest plugin in the worker: gathers phase reports and failure locations, and records the phase."""
 
-    def __init__(self, root: str, send: Send) -> None:
+    def __init__(self, root: str, send: Send, status: worker_status.StatusWriter) -> None:
         self.root = os.path.realpath(root)
         self.prefixes = procutil.environment_prefixes()
         self.current = ItemOutcome()
         self.send = send
+        self.status = status
         self.worker = -1
-
-    def send_phase(self, nodeid: str, when: str) -> None:
-        self.send("phase", worker=self.worker, nodeid=nodeid, when=when)
 
     def take(self) -> ItemOutcome:
         outcome, self.current = self.current, ItemOutcome()
@@ -129,11 +133,11 @@ class Recorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
-        self.send_phase(item.nodeid, "call")
+        self.status.phase("call")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
-        self.send_phase(item.nodeid, "teardown")
+        self.status.phase("teardown")
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -226,9 +230,9 @@ def _clip(text: str, limit: int) -> str:
     return text[:limit] + f"\n[... tach-ls: {len(text) - limit} more characters not shown]\n"
 
 
-def install_recorder(config: pytest.Config, root: str, send: Send) -> Recorder:
+def install_recorder(config: pytest.Config, root: str, send: Send, files: WorkerFiles) -> Recorder:
     """Register the result recorder (done before the job arrives: registering rebuilds pluggy's hook tables)."""
-    recorder = Recorder(root, send)
+    recorder = Recorder(root, send, worker_status.StatusWriter(files.st))
     config.pluginmanager.register(recorder, "tach-ls-recorder")
     deps_audit.install(root)  # in the worker: the zygote's own opens never pass through it
     namespaces.restore_basetemp(config)
@@ -242,15 +246,17 @@ def run_items(
 
     ``coverage`` (a ``tracer.Collector`` attached to this worker's ring)
     brackets each item: its lines are in the ring, under test id index + 1,
-    before its ``test_finished`` is sent.
+    before its ``test_finished`` is sent. What ran before the first item
+    (spawn mode's collection) is outside any test; between two items only
+    tach-ls runs here, so a line another thread ran in that gap goes to the
+    next item rather than costing a look at every file per test.
     """
     recorder.worker = worker
     for index, item in enumerate(items):
         nextitem = items[index + 1] if index + 1 < len(items) else None
         out_at, err_at = output_offsets()
-        send("test_started", worker=worker, nodeid=item.nodeid, out_offset=out_at, err_offset=err_at,
-             isolation=namespaces.applied())  # fmt: skip
-        if coverage is not None:
+        recorder.status.begin(index + 1, out_at, err_at)  # no message: the supervisor reads it if the test dies
+        if coverage is not None and index == 0:
             coverage.begin_test(index + 1)
         deps_audit.start()
         item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
@@ -267,6 +273,7 @@ def run_items(
         result["worker"] = os.getpid()
         result.update(namespaces.result_fields())
         send("test_finished", worker=worker, result=result)
+        recorder.status.phase("done")
 
 
 def finish(send: Send, worker: int, code: int = 0, learned: dict[str, Any] | None = None) -> None:

@@ -152,6 +152,8 @@ class WorkerSlot:
     run_id: int
     nodeids: list[NodeId]
     """Tests of its batch not yet reported."""
+    batch: list[NodeId] = dataclasses.field(default_factory=list)
+    """Its whole batch, in order (a status record names a test by its position here)."""
     pid: int | None = None
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     current: NodeId | None = None

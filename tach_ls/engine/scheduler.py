@@ -16,9 +16,9 @@ import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import procutil
+from . import procutil, worker_status
 from .results import NodeId, Status, TestResult
 from .runs import (
     TARGETED_LIMIT,
@@ -37,6 +37,16 @@ if TYPE_CHECKING:
     from .coverage_feed import CoverageFeed
     from .layers import LayerSet
 
+class WorkerPosition(NamedTuple):
+    """A live worker: its pid, the test it is in (None between tests), and the phase."""
+
+    pid: int
+    nodeid: NodeId | None
+    phase: str
+
+
+BETWEEN = "between tests"
+"""A worker's phase after a test's result and before the next test's setup."""
 TIMEOUT_DUMP_GRACE = 0.3
 """Seconds between asking a timed-out worker for its stacks and killing its process group."""
 
@@ -123,22 +133,41 @@ class RunScheduler:
         slot = self._workers.get(msg["worker"])
         if slot is not None:
             slot.pid = msg["pid"]
-            slot.files = {"out": msg["out"], "err": msg["err"], "tb": msg["tb"]}
+            slot.files = {"out": msg["out"], "err": msg["err"], "tb": msg["tb"], "st": msg["st"]}
+            slot.isolation = list(msg.get("isolation") or [])
+            self._next_test(slot)
 
-    def on_test_started(self, msg: dict[str, Any]) -> None:
-        slot = self._workers.get(msg["worker"])
-        if slot is None:
-            return
-        slot.current, slot.phase = msg["nodeid"], "setup"
-        slot.out_offset, slot.err_offset = msg["out_offset"], msg["err_offset"]
-        slot.isolation = list(msg.get("isolation") or [])
+    def _next_test(self, slot: WorkerSlot) -> None:
+        """The worker goes on to its next test now: it sends nothing until that test is over (``worker_status``)."""
+        slot.current, slot.phase = slot.nodeids[0], "setup"
+        slot.out_offset = slot.err_offset = 0
         slot.started = time.monotonic()
         slot.deadline = slot.started + slot.timeout if slot.timeout > 0 else None
 
-    def on_phase(self, msg: dict[str, Any]) -> None:
-        slot = self._workers.get(msg["worker"])
-        if slot is not None and slot.current == msg["nodeid"]:
-            slot.phase = msg["when"]
+    def worker_positions(self) -> list[WorkerPosition]:
+        """Where each live worker is now, from its status record (any thread: reads files, changes nothing)."""
+        out = []
+        for slot in list(self._workers.values()):
+            status = worker_status.read(slot.files.get("st", "")) if slot.files and slot.pid else None
+            if status is not None and 0 < status.index <= len(slot.batch) and status.phase != "done":
+                out.append(WorkerPosition(slot.pid or 0, slot.batch[status.index - 1], status.phase))
+            elif slot.pid:
+                out.append(WorkerPosition(slot.pid, None, BETWEEN if status is not None else "starting"))
+        return out
+
+    def _read_status(self, slot: WorkerSlot) -> None:
+        """Where the worker really is, from its status record: which test, which phase, since when."""
+        status = worker_status.read(slot.files.get("st", "")) if slot.files else None
+        if status is None or not 0 < status.index <= len(slot.batch):
+            return
+        nodeid = slot.batch[status.index - 1]
+        if status.phase == "done" or nodeid not in slot.nodeids:  # between two tests: the next has not begun
+            slot.phase = BETWEEN
+            return
+        slot.current, slot.phase = nodeid, status.phase
+        slot.started, slot.out_offset, slot.err_offset = status.started, status.out_offset, status.err_offset
+        if slot.deadline is not None:
+            slot.deadline = status.started + slot.timeout
 
     def on_test_finished(self, msg: dict[str, Any]) -> None:
         slot = self._workers.get(msg["worker"])
@@ -150,6 +179,8 @@ class RunScheduler:
         if result.nodeid in slot.nodeids:
             slot.nodeids.remove(result.nodeid)
         slot.current, slot.deadline = None, None
+        if slot.nodeids and slot.timed_out is None:
+            self._next_test(slot)
         run = self._find_run(slot.run_id)
         if not slot.nodeids:
             # Released before the run can finish: finishing kills the workers it still holds, and this
@@ -198,14 +229,20 @@ class RunScheduler:
         if slot is None:
             return
         status = msg["status"]
+        self._read_status(slot)
         if slot.timed_out is not None:
             limit = slot.timeout
             stack = procutil.read_from(slot.files.get("tb", ""), 0) if slot.files else ""
-            message = f"timed out after {limit:g}s during {slot.phase}"
+            where = "before it began" if slot.phase == BETWEEN else f"during {slot.phase}"
+            message = f"timed out after {limit:g}s {where}"
             self._fail_slot(slot, Status.TIMEOUT, message, f"{message}\n\n{stack}".rstrip(), nodeid=slot.timed_out)
         elif slot.nodeids:
-            where = f"during {slot.phase}" if slot.current else "before its first test"
-            message = f"worker {status_words(status)} {where} of this test, before reporting it"
+            if slot.phase == BETWEEN:
+                slot.current = None  # it never began this one
+                where = "before this test began"
+            else:
+                where = f"during {slot.phase} of this test" if slot.current else "before its first test"
+            message = f"worker {status_words(status)} {where}, before reporting it"
             self._fail_slot(slot, Status.CRASHED, message)
         else:
             self._release(slot)
@@ -264,7 +301,9 @@ class RunScheduler:
             timeout = run.request.timeout if run.request.timeout is not None else self.config.timeout
             if run.request.debug:
                 timeout = 0.0  # a person steps through it at their own pace
-            slot = WorkerSlot(worker=worker, run_id=run.id, nodeids=list(batch), timeout=timeout, debug=run.request.debug)
+            slot = WorkerSlot(
+                worker=worker, run_id=run.id, nodeids=list(batch), batch=list(batch), timeout=timeout, debug=run.request.debug
+            )
             self._workers[worker] = slot
             run.active[worker] = slot
             self.standby_ready.clear()
@@ -327,6 +366,9 @@ class RunScheduler:
         now = time.monotonic()
         for slot in list(self._workers.values()):
             if slot.deadline is not None and now >= slot.deadline and slot.pid is not None:
+                self._read_status(slot)  # the test may have begun later than its predecessor's result came
+                if slot.deadline is not None and now < slot.deadline:
+                    continue
                 slot.deadline = None
                 slot.timed_out = slot.current
                 slot.kill_at = now + TIMEOUT_DUMP_GRACE

@@ -28,12 +28,12 @@ class _LineSets:
         self._ids: dict[str, int | None] = {}
 
     def take(self) -> tuple[array[int], array[int]]:
-        """(lines, file ids) in ascending (file id, line) order, each once; the sets emptied in place."""
+        """(lines, file ids) file by file in ascending file id order, each once; the sets emptied in place."""
         found: list[tuple[int, list[int]]] = []
         for filename, hit in list(self.data.items()):
             if not hit:
                 continue
-            seen = sorted(hit)
+            seen = list(hit)
             hit.difference_update(seen)  # in place (the tracer holds the set); a line added meanwhile by a thread stays
             file_id = self._ids.get(filename, -1)
             if file_id == -1:

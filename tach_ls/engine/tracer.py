@@ -86,7 +86,7 @@ class Backend(Protocol):
     def start(self) -> None: ...
 
     def take(self) -> tuple[array[int], array[int]]:
-        """(lines, file ids) hit since the last take, in ascending (file id, line) order, each once;
+        """(lines, file ids) hit since the last take, file by file in ascending file id order, each once;
         and ready to record them again."""
         ...
 
@@ -203,7 +203,7 @@ class Collector:
         self.writer = coverage_ring.RingWriter(ring)
 
     def begin_test(self, test: int) -> None:
-        """Lines run since the last test (hooks between items) are recorded as outside any test."""
+        """Lines run so far (a batch's collection, in spawn mode) are recorded as outside any test."""
         lines, files = self.backend.take()
         if len(lines):
             self._write(0, lines, files, False)
@@ -220,7 +220,7 @@ class Collector:
         if writer is None:
             return
         writer.publish_files(self.paths)
-        self.dropped += writer.write_test(test, lines, files, partial, ordered=True)  # every backend's take() sorts
+        self.dropped += writer.write_test(test, lines, files, partial, grouped=True)  # every backend's take() groups
 
 
 def _matches(rel: str, path: str, glob: str) -> bool:

@@ -232,7 +232,7 @@ def _batch(spec: dict[str, Any], worker: int, nodeids: list[str]) -> NoReturn:
             coverage.start()  # collection's lines land under test id 0 at the first begin_test
             if coverage.note:
                 send("warning", text=coverage.note)
-        send("worker_started", worker=worker, pid=os.getpid(), out=files.out, err=files.err, tb=files.tb)
+        send("worker_started", worker=worker, pid=os.getpid(), isolation=namespaces.applied(), **files.started_fields())
         rootdir = spec.get("rootdir") or spec["root"]
         paths = sorted({os.path.join(rootdir, n.split("::", 1)[0]) for n in nodeids})
         root = os.path.realpath(spec["root"])
@@ -248,7 +248,7 @@ def _batch(spec: dict[str, Any], worker: int, nodeids: list[str]) -> NoReturn:
                     if nodeid not in index:
                         send("test_finished", worker=worker, result={"nodeid": nodeid, "status": "error",
                              "message": "not collected in the spawned interpreter"})  # fmt: skip
-                recorder = fork_worker.install_recorder(session.config, root, send)
+                recorder = fork_worker.install_recorder(session.config, root, send, files)
                 if debug and items:
                     path, line = items[0].location[0], items[0].location[1]
                     if not debugger.attach_point(send, worker, items[0].nodeid, path, None if line is None else line + 1):

@@ -121,12 +121,12 @@ def test_parallel_tests_hold_the_same_port(engine: EngineFactory, project: Any, 
 
     def holding() -> list[int] | None:
         try:
-            slots = list(eng.sup._workers.values())
-        except RuntimeError:  # changed while we copied it: look again
+            positions = eng.sup.worker_positions()
+        except RuntimeError:  # the workers changed while we copied them: look again
             return None
         finished = {r.nodeid for r in done}
-        pids = [s.pid for s in slots if s.current in wanted and s.phase == "call" and s.current not in finished]
-        return [p for p in pids if p] if len(pids) + len(finished) == len(wanted) else None
+        pids = [p.pid for p in positions if p.nodeid in wanted and p.phase == "call" and p.nodeid not in finished]
+        return pids if len(pids) + len(finished) == len(wanted) else None
 
     for pid in wait_for(holding, "every copy holding the port or failed"):
         os.kill(pid, signal.SIGUSR1)
