@@ -7,10 +7,13 @@ through pytest's own ``pytest_cmdline_main``, and then takes over
 ``pytest_runtestloop`` to serve the supervisor:
 
 - ``select``: resolve paths, node ids, ``-k`` and ``-m`` against the index;
-- ``spawn``: hand a batch to the standby child (already forked, waiting on a
-  pipe) or fork a fresh worker, then fork the next standby when idle; a
-  debug job gets a fresh worker on the host's network unless the standby
-  never left it (see ``debugger``);
+- the standby child: forked when idle, prefaulted, waiting on a pipe whose
+  write end goes to the supervisor (``standby_pipe``), which writes a job
+  into it itself: a click skips this layer. The layer keeps no write end, so
+  it releases a standby (``on_warm``) by asking the supervisor to close its
+  end (``standby_released``); it forks the next standby when it is idle;
+- ``spawn``: fork a fresh worker for a batch (when there is no standby, or
+  for a debug job: it must stay on the host's network, see ``debugger``);
 - ``kill``: kill workers' process groups (cancellation);
 - reaping: each child has a pidfd in the selector; its exit status goes to
   the supervisor as ``worker_exited``.
@@ -85,7 +88,7 @@ class CollectedLayer:
         self.index: dict[str, pytest.Item] = {}
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, tuple[int, int | None]] = {}  # pid -> (pidfd, worker id)
-        self.standby: tuple[int, int] | None = None  # (pid, job pipe write end)
+        self.standby: int | None = None  # pid of the standby child (its job pipe is the supervisor's)
         self.inherited_modules = set(sys.modules)
         self.must_rewrite: list[str] = []
         self.warm_baseline = warmth.snapshot()
@@ -232,23 +235,7 @@ class CollectedLayer:
         if unknown:
             self.send("spawn_failed", worker=worker, reason=f"not in this collection: {unknown[:3]}")
             return
-        job = json.dumps({"worker": worker, "nodeids": nodeids, "debug": debug}).encode() + b"\n"
-        # The standby entered the session's isolation already: a debug worker can use it only if
-        # that left the network alone (its port must be reachable from the editor).
-        standby_fits = not debug or not set(debugger.ISOLATION_SKIP) & set(namespaces.plan().features)
-        if self.standby is not None and standby_fits:
-            pid, pipe = self.standby
-            self.standby = None
-            pidfd, _ = self.children[pid]
-            self.children[pid] = (pidfd, worker)
-            try:
-                _write_all(pipe, job)
-                os.sched_yield()  # the standby was woken on this CPU: let it start now (see scheduler._schedule)
-                os.close(pipe)
-                return
-            except OSError:  # the standby died; fork a fresh worker instead
-                os.close(pipe)
-        self._fork(job)
+        self._fork(json.dumps({"worker": worker, "nodeids": nodeids, "debug": debug}).encode() + b"\n")
 
     def on_warm(self, msg: dict[str, Any]) -> None:
         """Take on what workers warmed; the next standby is forked from the warmer state."""
@@ -256,10 +243,10 @@ class CollectedLayer:
             return
         self.warm_baseline = warmth.snapshot()
         if self.standby is not None:
-            pid, pipe = self.standby
+            # The supervisor closes its end unless it gave the standby a job meanwhile: the standby exits
+            # (or runs that job), and once it is reaped a warmer one is forked.
+            self.send("standby_released", pid=self.standby)
             self.standby = None
-            os.close(pipe)  # an empty job: the old standby exits, a warmer one is forked when idle
-            self.send("standby_released", pid=pid)
 
     def on_kill(self, msg: dict[str, Any]) -> None:
         wanted = set(msg["workers"])
@@ -284,7 +271,11 @@ class CollectedLayer:
     def _fork_standby(self) -> None:
         pid, pipe = self._fork(None)
         assert pipe is not None
-        self.standby = (pid, pipe)
+        try:
+            wire.send_fds(self.conn, "standby_pipe", [pipe], pid=pid)
+        finally:
+            os.close(pipe)  # the supervisor's copy is the only one: only it writes jobs, only it can release
+        self.standby = pid
 
     def _fork(self, job: bytes | None) -> tuple[int, int | None]:
         """Fork a worker with its job, or a standby waiting for one on a pipe."""
@@ -313,8 +304,6 @@ class CollectedLayer:
         send = self.send
         try:
             close = [fd for fd, _ in self.children.values()] + [self.selector.fileno()]
-            if self.standby is not None:
-                close.append(self.standby[1])
             if write_end >= 0:
                 close.append(write_end)
             debug = job is not None and bool(json.loads(job).get("debug"))
@@ -349,11 +338,10 @@ class CollectedLayer:
         os.close(pidfd)
         procutil.kill_group(pid)  # whatever the test left running dies with it
         _, status = os.waitpid(pid, 0)
-        if self.standby is not None and self.standby[0] == pid:
-            os.close(self.standby[1])
+        if self.standby == pid:
             self.standby = None
-        if worker is not None:
-            self.send("worker_exited", worker=worker, pid=pid, status=procutil.exit_status(status))
+        # A standby's worker id is the supervisor's to know (it wrote the job): it goes by the pid.
+        self.send("worker_exited", worker=worker, pid=pid, status=procutil.exit_status(status))
 
     def _warn_threads(self) -> None:
         count = procutil.native_thread_count()

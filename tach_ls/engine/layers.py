@@ -63,6 +63,8 @@ class LayerSet:
         self._batches: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
         self._warm_modules: set[str] = set()
         self._warm_patterns: set[tuple[Any, ...]] = set()
+        self.standby: tuple[int, int] | None = None
+        """(pid, write end of its job pipe): the collected layer's standby child, ours to give a job."""
 
     @property
     def spawn_mode(self) -> bool:
@@ -116,6 +118,7 @@ class LayerSet:
         self._batches.clear()
 
     def _forget_base(self) -> None:
+        self.drop_standby()
         if self.base_pidfd is not None:
             self.sup.remove_proc(self.base_pidfd)
         self.base, self.base_pidfd = None, None
@@ -196,6 +199,7 @@ class LayerSet:
 
     def _fork_collected(self) -> None:
         assert self.base_conn is not None
+        self.drop_standby()
         if self.collected_conn is not None:
             self.sup.drop_conn(self.collected_conn)
             self.collected_conn = None
@@ -230,6 +234,7 @@ class LayerSet:
     def collected_exited(self, msg: dict[str, Any]) -> None:
         if int(msg["generation"]) != self.generation:
             return  # a layer we replaced on purpose
+        self.drop_standby()
         reason = f"collected layer {status_words(msg['status'])}"
         self._lost(reason, "collected")
 
@@ -326,6 +331,8 @@ class LayerSet:
 
     def spawn(self, slot: WorkerSlot) -> None:
         if not self.spawn_mode:
+            if not slot.debug and self._give_standby(slot):
+                return
             assert self.collected_conn is not None
             wire.send(self.collected_conn.sock, "spawn", worker=slot.worker, nodeids=slot.nodeids, debug=slot.debug)
             return
@@ -345,6 +352,39 @@ class LayerSet:
             self.sup.on_worker_exited({"worker": slot.worker, "pid": popen.pid, "status": wire_status})
 
         self.sup.add_proc(pidfd, exited)
+
+    # -- the standby ------------------------------------------------------------------
+
+    def standby_pipe(self, pid: int, fd: int) -> None:
+        """The collected layer forked a standby: its job pipe is ours now."""
+        self.drop_standby()
+        self.standby = (pid, fd)
+
+    def drop_standby(self, pid: int | None = None) -> None:
+        """Close the standby's job pipe if it was not used (it exits); ``pid``: only if it is that one."""
+        if self.standby is None or (pid is not None and self.standby[0] != pid):
+            return
+        os.close(self.standby[1])
+        self.standby = None
+        self.sup.standby_ready.clear()
+
+    def _give_standby(self, slot: WorkerSlot) -> bool:
+        """Write the batch straight into the standby's pipe: no hop through the collected layer."""
+        if self.standby is None:
+            return False
+        pid, fd = self.standby
+        self.standby = None
+        job = json.dumps({"worker": slot.worker, "nodeids": slot.nodeids, "debug": False}).encode() + b"\n"
+        try:
+            view = memoryview(job)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:  # it died meanwhile: its exit comes from the collected layer; fork a worker instead
+            return False
+        finally:
+            os.close(fd)
+        slot.pid = pid
+        return True
 
     def kill(self, workers: list[int]) -> None:
         if self.collected_conn is not None and not self.spawn_mode:

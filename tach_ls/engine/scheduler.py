@@ -212,7 +212,7 @@ class RunScheduler:
         self._layers.learn(msg.get("learned") or {})
 
     def on_standby_released(self, msg: dict[str, Any]) -> None:
-        self.standby_ready.clear()
+        self._layers.drop_standby(int(msg["pid"]))
 
     def on_worker_error(self, msg: dict[str, Any]) -> None:
         slot = self._workers.get(msg["worker"])
@@ -225,7 +225,11 @@ class RunScheduler:
             self._fail_slot(slot, Status.ERROR, msg["reason"], everything=True)
 
     def on_worker_exited(self, msg: dict[str, Any]) -> None:
-        slot = self._workers.get(msg["worker"])
+        if msg["worker"] is None:  # a standby: it ran a job we wrote into its pipe, or none
+            self._layers.drop_standby(int(msg["pid"]))
+            slot = next((s for s in self._workers.values() if s.pid == msg["pid"]), None)
+        else:
+            slot = self._workers.get(msg["worker"])
         if slot is None:
             return
         status = msg["status"]
@@ -313,6 +317,8 @@ class RunScheduler:
         """The code changed under a click just started: drop its workers; it waits for the rebuild."""
         self._layers.kill(list(run.active))
         for slot in list(run.active.values()):
+            if slot.pid is not None:
+                procutil.kill_group(slot.pid)  # a standby given the job directly: the layer knows no worker id
             self._release(slot)
         run.queue.clear()
         run.selected = []

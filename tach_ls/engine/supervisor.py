@@ -79,6 +79,7 @@ class Supervisor(RunScheduler):
         self._item_ids: set[NodeId] = set()
         self.standby_ready = threading.Event()
         """Set while a standby child waits, prefaulted: the next click costs only its test."""
+        self._prefaulted = 0  # the last standby that said it was ready
         self.rootdir = str(config.root)
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
@@ -306,8 +307,18 @@ class Supervisor(RunScheduler):
         self._item_ids.clear()
         self.collect_errors.clear()
 
+    def on_standby_pipe(self, msg: dict[str, Any]) -> None:
+        fds = msg.get("_fds") or []
+        if fds:
+            self._layers.standby_pipe(int(msg["pid"]), fds.pop(0))
+            if self._prefaulted == msg["pid"]:
+                self.standby_ready.set()
+
     def on_standby_ready(self, msg: dict[str, Any]) -> None:
-        self.standby_ready.set()
+        """The standby finished prefaulting (its pipe may come before or after: two senders, one socket)."""
+        self._prefaulted = msg["pid"]
+        if self._layers.standby is not None and self._layers.standby[0] == msg["pid"]:
+            self.standby_ready.set()
 
     def on_collect_error(self, msg: dict[str, Any]) -> None:
         self.collect_errors[msg["nodeid"]] = msg["message"]
