@@ -14,7 +14,10 @@ Prints, per suite, measured side by side in one run (never asserted):
    child and the workers during a wide run (PSS shows copy-on-write sharing).
 
 Cold pytest runs without PYTHONDONTWRITEBYTECODE (the suite env drops it), as
-on a user's machine, after one untimed warm-up run.
+on a user's machine, after one untimed warm-up run; the cold ``tach-ls run``
+is the console script of the bench's own tach-ls venv (``suites.prepare_tach``),
+not this machine's global interpreter, whose site-packages carry a start-up
+hook no user has.
 
     python bench/engine.py [flask click seaborn] [--repeat N] [--json FILE]
 """
@@ -37,7 +40,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO))
 
-from suites import Suite, prepare
+from suites import Suite, prepare, prepare_tach
 
 from tach_ls.cachedir import cache_dir
 from tach_ls.engine.runs import RunRequest
@@ -251,9 +254,9 @@ def bench_suite(suite: Suite, repeat: int) -> dict[str, Any]:
     finally:
         sup.shutdown()
 
-    # 3. full suite, cold commands (best of two each)
-    cli_env = dict(suite.env, PYTHONPATH=str(REPO))
-    cli = [sys.executable, "-c", "import sys; from tach_ls.cli import main; sys.exit(main(sys.argv[1:]))"]
+    # 3. full suite, cold commands (best of two each); tach-ls from its own venv, as a user installs it
+    cli_env = dict(suite.env)
+    cli = prepare_tach(quiet=True).cli()
 
     def best(argv: list[str], env: dict[str, str] | None = None) -> float:
         return min(timed(argv, suite, env)[0] for _ in range(2))

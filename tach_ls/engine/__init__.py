@@ -26,9 +26,14 @@ Zygote side (the project's interpreter; stdlib + pytest only):
 - ``zygote``: entry point; the base layer (pytest + preloaded third-party
   modules) that forks the collected layer; spawn mode's roles.
 - ``collected``: the collected layer: real pytest collection, the item index,
-  selection, the standby child and forked workers, reaping.
+  selection, the standby child (whose job pipe it hands to the supervisor)
+  and forked workers, reaping.
 - ``fork_worker``: the child: process group, death with parent, output
   files, faulthandler, pytest's runtest protocol per item, one result each.
+- ``worker_status``: the worker's status record (which test of its batch,
+  which phase, since when): one ``pwrite`` per phase instead of a message,
+  read by the supervisor when a worker dies or may have timed out (both
+  sides).
 - ``debugger``: a debug worker's step before its test: debugpy listens,
   the address goes to the supervisor, the worker waits for the client.
 - ``warmth``: what workers warmed lazily (modules, regexes) fed back to the
@@ -41,9 +46,14 @@ Zygote side (the project's interpreter; stdlib + pytest only):
   /proc guard): probed once in the base layer, entered by ``fork_worker``
   right after the fork; ``nsutil``: its system calls, the overlay's upper
   layer, the network guard.
-- ``tracer``: per-test line collection (sys.monitoring on 3.12+, else the
-  trace functions of ``tracefunc``: coverage.py's CTracer, sys.settrace),
-  started in the collected layer, inherited by workers.
+- ``tracer``: per-test line collection (bytecode probes on 3.11 and 3.12,
+  sys.monitoring on 3.13+, else the trace functions of ``tracefunc``:
+  coverage.py's CTracer, sys.settrace), started in the collected layer,
+  inherited by workers.
+- ``probes``: the probe backend: workspace code objects rewritten as they
+  load (import, pytest's assertion rewriter, ``compile``), a test's lines
+  taken from per-file sets; ``bytecode``: the rewrite itself (decode, place
+  probes, re-encode jumps, exception and location tables).
 - ``coverage_ring``: the shared-memory ring (a memfd made before each fork)
   that carries a worker's line hits to the supervisor; its reader too.
 """

@@ -9,7 +9,9 @@ Server side, driven by ``Supervisor`` on its loop thread. Owns:
   files, interpreter and site-packages), checked before every run so no test
   ever runs against stale code: a changed workspace module re-forks the
   collected layer from the base, a changed config or environment rebuilds
-  the base;
+  the base (the stats are skipped while an inotify watch on their folders
+  saw nothing, see ``fswatch``);
+- the standby child's job pipe: a click's batch is written straight into it;
 - the preload list cache (third-party modules the collection imported,
   remembered under the workspace's cache folder for the next base);
 - restarts with bounded exponential backoff after a layer dies.
@@ -23,7 +25,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import wire
+from . import fswatch, wire
 from .procutil import dir_listing, stat_of
 from .runs import RunMode, WorkerSlot, status_words
 from .status import EngineState
@@ -63,6 +65,8 @@ class LayerSet:
         self._batches: dict[int, tuple[subprocess.Popen[bytes], int]] = {}
         self._warm_modules: set[str] = set()
         self._warm_patterns: set[tuple[Any, ...]] = set()
+        self._watch: fswatch.DirWatch | None = None
+        self._watch_verified = False
         self.standby: tuple[int, int] | None = None
         """(pid, write end of its job pipe): the collected layer's standby child, ours to give a job."""
 
@@ -119,6 +123,7 @@ class LayerSet:
 
     def _forget_base(self) -> None:
         self.drop_standby()
+        self._unwatch()
         if self.base_pidfd is not None:
             self.sup.remove_proc(self.base_pidfd)
         self.base, self.base_pidfd = None, None
@@ -218,6 +223,7 @@ class LayerSet:
         self.fingerprint_collected = msg["modules"]
         self.fingerprint_dirs = {path: (seen, listing) for path, (seen, listing) in msg["dirs"].items()}
         self.fingerprint_base = msg["base_files"]
+        self._watch_fingerprints()
         self._write_preload(msg.get("preload", []))
         self.is_ready, self.busy, self.failures = True, False, 0
         detail = f"{msg['count']} tests collected"
@@ -264,7 +270,32 @@ class LayerSet:
     # -- freshness -----------------------------------------------------------------
 
     def stale(self) -> str | None:
-        """'base', 'collected' or None, from the stat of everything the layers depend on."""
+        """'base', 'collected' or None, from the stat of everything the layers depend on.
+
+        The stats are skipped when nothing happened in their folders since the
+        last check that ran them (``fswatch``: an inotify queue, one read).
+        """
+        watch = self._watch
+        if watch is not None and not watch.changed() and self._watch_verified:
+            return None
+        found = self._stale_by_stat()
+        if watch is not None and found is None:
+            self._watch_verified = True  # every change from now on is in the queue
+        return found
+
+    def _watch_fingerprints(self) -> None:
+        """Watch the folders of what the layers now depend on; the next check still stats everything once."""
+        self._unwatch()
+        paths = [*self.fingerprint_base, *self.fingerprint_collected]
+        self._watch = fswatch.DirWatch(fswatch.folders_of(paths, self.fingerprint_dirs))
+        self._watch_verified = False
+
+    def _unwatch(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+        self._watch, self._watch_verified = None, False
+
+    def _stale_by_stat(self) -> str | None:
         for path, seen in self.fingerprint_base.items():
             if stat_of(path) != seen:
                 return "base"
