@@ -165,6 +165,9 @@ def attach(fd: int) -> Ring:
 
 def stamps(start: int, count: int, capacity: int) -> array[int]:
     """The stamps of entries ``start .. start + count - 1``: their lap ``% (2**32 - 1) + 1``, never 0."""
+    lap = start // capacity
+    if (start + count - 1) // capacity == lap:  # nearly always: one lap
+        return array("I", [lap % STAMP_MODULO + 1]) * count
     out = array("I")
     index = start
     while count > 0:
