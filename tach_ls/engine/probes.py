@@ -23,7 +23,9 @@ by ``exec``/``eval`` is compiled in C, past these hooks, and not recorded
 Nothing a test does can remove a probe (``sys.settrace(None)``, another
 ``sys.monitoring`` tool, coverage.py inside a test), so results are never
 partial for that reason. A code object the rewriter cannot prove it
-understands is left as it was and listed in ``skipped``.
+understands is left as it was and listed in ``skipped``, and every test from
+then on is partial (impact analysis never trusts its lines to exclude it);
+no code object of the standard library is skipped on 3.11 or 3.12.
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ class ProbeBackend:
         return lines, files
 
     def intact(self) -> bool:
-        return True  # nothing a test does (settrace, sys.monitoring) can remove a probe
+        # Nothing a test does (settrace, sys.monitoring) can remove a probe; but a code object the rewriter
+        # left as it was records nothing, so from then on no test's lines can be trusted to be complete.
+        return not self.skipped
 
     def repair(self) -> None:
         pass

@@ -226,3 +226,29 @@ def test_ctrl_c_interrupts_the_command_line(project, project_python, sig: signal
     assert "interrupted" in out
     wait_for(lambda: not processes_mentioning(str(root)), "every engine process to end with the command")
     assert not Path(rundir).exists(), "the command removed its temporary folder"
+
+
+@pytest.mark.parametrize("when", ["idle", "given-a-job"])
+def test_standby_killed(faults: Engine, when: str) -> None:
+    """The supervisor writes a click's job straight into the standby's pipe. Regression: a dead standby taking
+    the click down with it, or leaving the supervisor holding its pipe. Arms: killed while it waits (the click
+    must fall back to a fresh worker and pass), killed right after its job was written (the click reports
+    the death, and the next one passes)."""
+    faults.ready()
+    assert faults.sup.standby_ready.wait(30), "no standby came up"
+    standby = faults.sup._layers.standby
+    assert standby is not None
+    pid = standby[0]
+    if when == "idle":
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: faults.sup._layers.standby is None or faults.sup._layers.standby[0] != pid, "its exit to be seen")
+        assert statuses(faults.run(OK)) == {OK: Status.PASSED}
+    else:
+        os.kill(pid, signal.SIGSTOP)  # it cannot read its job before it dies
+        handle = faults.sup.run(RunRequest(args=[OK]))
+        wait_for(lambda: any(s.pid == pid for s in list(faults.sup._workers.values())), "the job to go to the standby")
+        os.kill(pid, signal.SIGKILL)
+        summary = handle.wait(60)
+        result = summary.results[0]
+        assert result.status is Status.CRASHED and "before its first test" in result.message, result
+    assert_next_run_works(faults)
