@@ -367,12 +367,6 @@ def _rewritten(name: str, must_rewrite: list[str]) -> bool:
     return any(name == m or name.startswith(m + ".") for m in must_rewrite)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _read_line(fd: int) -> bytes:
     chunks = []
     while True:

@@ -148,19 +148,21 @@ class RunScheduler:
         """Where each live worker is now, from its status record (any thread: reads files, changes nothing)."""
         out = []
         for slot in list(self._workers.values()):
-            status = worker_status.read(slot.files.get("st", "")) if slot.files and slot.pid else None
-            if status is not None and 0 < status.index <= len(slot.batch) and status.phase != "done":
-                out.append(WorkerPosition(slot.pid or 0, slot.batch[status.index - 1], status.phase))
-            elif slot.pid:
-                out.append(WorkerPosition(slot.pid, None, BETWEEN if status is not None else "starting"))
+            if not slot.pid:
+                continue
+            found = self._status_of(slot)
+            if found is not None and found[0].phase != "done":
+                out.append(WorkerPosition(slot.pid, found[1], found[0].phase))
+            else:
+                out.append(WorkerPosition(slot.pid, None, BETWEEN if found is not None else "starting"))
         return out
 
     def _read_status(self, slot: WorkerSlot) -> None:
         """Where the worker really is, from its status record: which test, which phase, since when."""
-        status = worker_status.read(slot.files.get("st", "")) if slot.files else None
-        if status is None or not 0 < status.index <= len(slot.batch):
+        found = self._status_of(slot)
+        if found is None:
             return
-        nodeid = slot.batch[status.index - 1]
+        status, nodeid = found
         if status.phase == "done" or nodeid not in slot.nodeids:  # between two tests: the next has not begun
             slot.phase = BETWEEN
             return
@@ -168,6 +170,14 @@ class RunScheduler:
         slot.started, slot.out_offset, slot.err_offset = status.started, status.out_offset, status.err_offset
         if slot.deadline is not None:
             slot.deadline = status.started + slot.timeout
+
+    @staticmethod
+    def _status_of(slot: WorkerSlot) -> tuple[worker_status.WorkerStatus, NodeId] | None:
+        """The worker's last record and the test of its batch it names, or None (nothing written, or no such test)."""
+        status = worker_status.read(slot.files.get("st", "")) if slot.files else None
+        if status is None or not 0 < status.index <= len(slot.batch):
+            return None
+        return status, slot.batch[status.index - 1]
 
     def on_test_finished(self, msg: dict[str, Any]) -> None:
         slot = self._workers.get(msg["worker"])
@@ -287,8 +297,8 @@ class RunScheduler:
             # A click starts before the freshness check (which costs a few hundred microseconds):
             # no message from its worker is read before the check, and a stale start is undone.
             self._dispatch(run)
-            # The kernel wakes the collected layer on this CPU and lets it wait for this thread to
-            # block: yield first, or the check delays the click by its whole length (~0.4 ms).
+            # The kernel wakes the click's worker (or the collected layer) on this CPU and lets it wait
+            # for this thread to block: yield first, or the check delays the click by its whole length.
             procutil.yield_cpu()
             if self._layers.refresh_if_stale():
                 self._undo_start(run)

@@ -16,9 +16,10 @@ Backends, chosen once per layer:
 - bytecode probes (3.11 and 3.12, the default; see ``probes`` and
   ``bytecode``): workspace code objects are rewritten as they are loaded so
   each line start adds its line to its file's set; no tracer, no callback,
-  nothing to re-arm at a test boundary. On Click's suite, in one process, it
-  costs about a fifth of the C tracer on 3.11 and less than sys.monitoring
-  on 3.12.
+  nothing to re-arm at a test boundary. On Click's suite it costs about a
+  fifth of what the C tracer costs on 3.11 (one process) and half of what
+  sys.monitoring costs on 3.12 (the same warm engine); on Flask's, 3.12, the
+  two tie.
 - ``sys.monitoring`` (3.13+, or forced with ``sysmon``): ``LINE`` events are armed on the code objects
   of workspace files only, as they are created: an audit hook sees every
   code object about to run through ``exec`` (each import, each ``exec()``),
