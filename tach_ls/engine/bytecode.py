@@ -1,15 +1,19 @@
 """Rewriting a code object with line probes: decoding, placing probes, re-encoding the tables.
 
-Zygote side: standard library only. ``instrument(code, lines)`` returns a
-copy of ``code`` (and of the code objects nested in it) where the first
-instruction of every line, every jump target and every exception handler is
-preceded by a probe, four instructions that add the line number to
-``lines`` (a set the code object holds as a constant)::
+Zygote side: standard library only. ``instrument(code, lines, base)``
+returns a copy of ``code`` (and of the code objects nested in it) where the
+first instruction of every line, every jump target and every exception
+handler is preceded by a probe, four instructions that set byte
+``base + line`` of ``lines`` (a ``LineMap``, a bytearray the code object
+holds as a constant) to 1::
 
-    LOAD_CONST  <lines>
-    LOAD_CONST  <line number>
-    SET_ADD     1
-    POP_TOP
+    LOAD_CONST   1
+    LOAD_CONST   <lines>
+    LOAD_CONST   <base + line number>
+    STORE_SUBSCR
+
+A byte store: no hashing, no reference counts, no allocation, and emptying
+the map for the next test is one ``memset`` (see ``probes``).
 
 Nothing else changes: jumps are retargeted onto the probe in front of their
 old target (so a loop head records its line on every pass), jumps whose
@@ -23,7 +27,10 @@ to a trace function (what coverage.py records): the first instruction after
 the frame's ``RESUME``, an instruction whose line differs from the last line
 before it in address order, and any instruction control can jump to (except
 the ``END_ASYNC_FOR`` closing an ``async for``, whose line CPython does not
-report again). A probe never goes between instructions the interpreter treats
+report again). A jump within one line (a comprehension's loop, a conditional
+expression) needs no probe at its target: the frame recorded that line when
+it entered it, in the same test; except in a generator or coroutine, whose
+frame may stop mid-line in one test and go on in the next. A probe never goes between instructions the interpreter treats
 as a unit (``KW_NAMES``/``PRECALL`` and the call they prefix, the ``END_FOR``
 a ``FOR_ITER`` skips when exhausted, a ``RESUME``); that line's probe moves to
 its next instruction.
@@ -51,8 +58,9 @@ VERSIONS = ((3, 11), (3, 12))
 """Bytecode formats this rewriter knows; other versions use ``sys.monitoring`` or a tracer."""
 
 
-class Lines(set):  # type: ignore[type-arg]
-    """One file's executed lines: a set a code object can hold as a constant (hashed and compared by identity)."""
+class LineMap(bytearray):
+    """Executed lines, a byte each: a bytearray a code object can hold as a constant (hashed and compared by
+    identity). It only ever grows, in place, so the probes of every code object keep pointing at it."""
 
     __hash__ = object.__hash__  # type: ignore[assignment]
 
@@ -73,7 +81,7 @@ def supported() -> bool:
 
 _OP = opcode.opmap
 _EXTENDED_ARG = _OP["EXTENDED_ARG"]
-_LOAD_CONST, _SET_ADD, _POP_TOP = _OP["LOAD_CONST"], _OP["SET_ADD"], _OP["POP_TOP"]
+_LOAD_CONST, _STORE_SUBSCR = _OP["LOAD_CONST"], _OP["STORE_SUBSCR"]
 _RESUME = _OP["RESUME"]
 _END_ASYNC_FOR = _OP["END_ASYNC_FOR"]
 _CACHES: list[int] = list(getattr(dis, "_inline_cache_entries", [0] * 256))
@@ -85,9 +93,9 @@ _JUMP_BASE_CACHES = 1 if sys.version_info >= (3, 12) else 0
 """3.12+: a relative jump counts from the end of its inline caches; 3.11: from the instruction after it."""
 _NO_PROBE_AFTER = frozenset(_OP[n] for n in ("KW_NAMES", "PRECALL", "YIELD_VALUE") if n in _OP)
 _NO_PROBE_BEFORE = frozenset(_OP[n] for n in ("RESUME", "END_FOR", "PRECALL", "CALL") if n in _OP)
-_PROBE_STACK = 2
-_NUMBERS = list(range(1 << 14))
-"""The int objects probes add: allocated together, so reading a set of lines back touches few cache lines."""
+_SUSPENDS = 0x20 | 0x80 | 0x100 | 0x200
+"""CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR (``inspect``'s, without importing it)."""
+_PROBE_STACK = 3
 
 
 class _Code(NamedTuple):
@@ -255,14 +263,27 @@ def encode_locations(first_line: int, positions: list[Position]) -> bytes:
 # -- placing probes -----------------------------------------------------------------------------
 
 
-def probe_sites(code: _Code, positions: list[Position], handlers: list[Handler]) -> dict[int, LineNo]:
-    """Instruction index -> the line its probe records (see the module docstring)."""
+def probe_sites(
+    code: _Code, positions: list[Position], handlers: list[Handler], suspends: bool = True
+) -> dict[int, LineNo]:
+    """Instruction index -> the line its probe records (see the module docstring).
+
+    ``suspends``: the code object is a generator or coroutine, whose frame may stop mid-line in one test and
+    go on in the next; only then does a jump within one line need a probe at its target.
+    """
     starts, ops, args, caches, prefixes = code
     at = dict(zip(starts, ops))
     targets = {h.target for h in handlers if at.get(h.target) != _END_ASYNC_FOR}
+    index_at = {start: index for index, start in enumerate(starts)}
     for index, op in enumerate(ops):
         if op in _JUMPS:
-            targets.add(jump_target(starts[index] + 2 * prefixes[index], op, args[index], caches[index]))
+            target = jump_target(starts[index] + 2 * prefixes[index], op, args[index], caches[index])
+            if not suspends:
+                line = positions[starts[index] // 2 + prefixes[index]][0]
+                landing = index_at.get(target)
+                if line is not None and landing is not None and positions[target // 2 + prefixes[landing]][0] == line:
+                    continue  # within one line: this frame already recorded it (see the module docstring)
+            targets.add(target)
     sites: dict[int, LineNo] = {}
     pending: LineNo | None = None  # a line whose probe could not go where it belonged
     previous: LineNo | None = -1  # the last line seen in address order (instructions without one are skipped)
@@ -298,7 +319,12 @@ def probe_sites(code: _Code, positions: list[Position], handlers: list[Handler])
 # -- the rewrite --------------------------------------------------------------------------------
 
 
-def _rewrite_one(code: CodeType, lines: Lines) -> CodeType:
+def max_line(code: CodeType) -> int:
+    """The highest line any instruction of ``code`` or of the code objects nested in it is on (0 if none)."""
+    return max((line for each in walk(code) for _, _, line in each.co_lines() if line is not None), default=0)
+
+
+def _rewrite_one(code: CodeType, lines: LineMap, base: int) -> CodeType:
     raw = code.co_code
     decoded = decode(raw)
     starts, ops, args, caches, prefixes = decoded
@@ -314,22 +340,24 @@ def _rewrite_one(code: CodeType, lines: Lines) -> CodeType:
     handlers = exception_table(code)
     if not all(h.start in known and h.end in known and h.target in known for h in handlers):
         raise RewriteError("the exception table points inside an instruction")
-    sites = probe_sites(decoded, positions, handlers)
+    sites = probe_sites(decoded, positions, handlers, bool(code.co_flags & _SUSPENDS))
     if not sites:
         return code
 
+    if base + max(sites.values()) >= len(lines) or base + min(sites.values()) < 0:
+        raise RewriteError("a line outside the file's part of the line map")
     consts = list(code.co_consts)
-    lines_index = len(consts)
-    consts.append(lines)
-    line_index: dict[LineNo, int] = {}
+    one_index = len(consts)
+    consts += [1, lines]
+    head = _unit(_LOAD_CONST, one_index, _prefixes_for(one_index)) + _unit(
+        _LOAD_CONST, one_index + 1, _prefixes_for(one_index + 1)
+    )
+    tail = _unit(_STORE_SUBSCR, 0, 0) + bytes(2 * _CACHES[_STORE_SUBSCR])
+    probe_of: dict[LineNo, bytes] = {}
     for line in sorted(set(sites.values())):
-        line_index[line] = len(consts)
-        consts.append(_NUMBERS[line] if line < len(_NUMBERS) else line)
-    load_lines = _unit(_LOAD_CONST, lines_index, _prefixes_for(lines_index))
-    tail = _unit(_SET_ADD, 1, 0) + _unit(_POP_TOP, 0, 0)
-    probe_of = {
-        line: load_lines + _unit(_LOAD_CONST, index, _prefixes_for(index)) + tail for line, index in line_index.items()
-    }
+        index = len(consts)
+        consts.append(base + line)
+        probe_of[line] = head + _unit(_LOAD_CONST, index, _prefixes_for(index)) + tail
     probes = {i: probe_of[line] for i, line in sites.items()}
 
     # Layout: bytes inserted before an old offset (a probe, a jump's extra prefixes) move everything at or after it.
@@ -387,14 +415,15 @@ def _rewrite_one(code: CodeType, lines: Lines) -> CodeType:
     )
 
 
-def instrument(code: CodeType, lines: Lines, skipped: list[str] | None = None) -> CodeType:
-    """``code`` and the code objects nested in it with probes adding to ``lines`` (see the module docstring)."""
+def instrument(code: CodeType, lines: LineMap, base: int = 0, skipped: list[str] | None = None) -> CodeType:
+    """``code`` and the code objects nested in it with probes marking ``lines[base + line]`` (see the module
+    docstring); ``lines`` must already reach past ``base + max_line(code)``."""
     consts = code.co_consts
-    nested = [instrument(c, lines, skipped) if type(c) is CodeType else c for c in consts]
+    nested = [instrument(c, lines, base, skipped) if type(c) is CodeType else c for c in consts]
     if any(a is not b for a, b in zip(nested, consts)):
         code = code.replace(co_consts=tuple(nested))
     try:
-        return _rewrite_one(code, lines)
+        return _rewrite_one(code, lines, base)
     except (RewriteError, ValueError, KeyError, IndexError) as exc:
         if skipped is not None:
             skipped.append(f"{code.co_filename}:{code.co_firstlineno} {code.co_name}: {exc}")
@@ -402,7 +431,7 @@ def instrument(code: CodeType, lines: Lines, skipped: list[str] | None = None) -
 
 
 def is_instrumented(code: CodeType) -> bool:
-    return any(type(c) is Lines for c in code.co_consts)
+    return any(type(c) is LineMap for c in code.co_consts)
 
 
 def walk(code: CodeType) -> Iterator[CodeType]:

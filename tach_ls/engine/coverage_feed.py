@@ -30,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from . import coverage_ring
+from .coverage_ring import AGAIN, MARKS, NAME_MASK, NAMED
 from .results import NodeId, TestResult
 
 RelPath = str
 Lines = list[int]
+Names = dict[int, tuple[int, "RelPath | None", Lines]]
+"""A ring's named line sets (``coverage_ring.NAMED``): name -> (file id, its path, its sorted lines)."""
 
 
 @dataclasses.dataclass
@@ -53,6 +56,8 @@ class RunCoverage:
 class _Attached:
     reader: coverage_ring.RingReader
     pid: int
+    names: Names = dataclasses.field(default_factory=dict)
+    """Every test that ran a named set again shares its list."""
 
 
 class CoverageFeed:
@@ -101,7 +106,8 @@ class CoverageFeed:
         reader = attached.reader
         hits = reader.take(test_id)
         self._keep_outside(reader)
-        result.coverage, unknown = self.resolve(reader.files, hits.unique())
+        naming = attached.names if hits.whole else None  # a name is learnt only from a test that arrived whole
+        result.coverage, unknown = self.resolve(reader.files, hits.unique(), naming, attached.names)
         result.coverage_partial = not hits.complete or unknown
 
     def release(self, worker: int) -> None:
@@ -140,35 +146,83 @@ class CoverageFeed:
         self._rel[path] = rel
         return rel
 
-    def resolve(self, files: dict[int, str], packed: array[int]) -> tuple[dict[RelPath, Lines], bool]:
-        """{rel path: sorted lines} from packed hits file by file (ascending file ids), each once; True if some
-        file id had no known path. Lines are sorted here, per file: the worker's cores would pay more for it."""
-        words = array("I")
-        words.frombytes(packed.tobytes())
-        lines, file_ids = words[0::2], words[1::2]
+    def resolve(
+        self,
+        files: dict[int, str],
+        taken: tuple[array[int], array[int]],
+        naming: Names | None = None,
+        names: Names | None = None,
+    ) -> tuple[dict[RelPath, Lines], bool]:
+        """{rel path: sorted lines} from (lines, file ids) file by file (ascending file ids), each once; True if
+        some lines are unknown (a file id with no path, a set name never learnt, marks out of place).
+
+        A file's lines followed by a ``NAMED`` mark are added to ``naming`` under that name (given only for a
+        test whose entries all arrived); an ``AGAIN`` mark alone stands for the set ``names`` holds under its
+        name, whose list is shared. Lines are sorted here, per new set: the worker's cores would pay more for it.
+        """
+        lines, file_ids = taken
         out: dict[RelPath, Lines] = {}
         unknown = False
+        count = len(lines)
         start = 0
-        while start < len(packed):
-            file_id = file_ids[start]
+        while start < count:
+            file_id, first = file_ids[start], lines[start]
+            if first & AGAIN:  # one mark standing for a whole set: the commonest group by far
+                known = names.get(first & NAME_MASK) if names is not None else None
+                if known is None or known[0] != file_id or (start + 1 < count and file_ids[start + 1] == file_id):
+                    unknown = True
+                elif known[1] is not None and known[2]:
+                    out[known[1]] = known[2]
+                start += 1
+                continue
             end = bisect.bisect_left(file_ids, file_id + 1, start)
+            if lines[end - 1] & MARKS:
+                found = self._named(files, file_id, lines[start:end], naming)
+                if found is None:
+                    unknown = True
+                elif found[2]:
+                    out[found[1]] = found[2]  # type: ignore[index]
+                start = end
+                continue
             path = files.get(file_id)
             rel = self.rel(path) if path is not None else None
             if rel is None:
                 unknown = True
             else:
-                found = sorted(lines[start:end].tolist())
-                if found and found[0] == 0:
-                    del found[0]  # an empty module's lone instruction: not a source line (coverage.py drops it too)
-                if found:
-                    out[rel] = found
+                found_lines = self._sorted(lines[start:end])
+                if found_lines:
+                    out[rel] = found_lines
             start = end
         return out, unknown
+
+    def _named(
+        self, files: dict[int, str], file_id: int, group: array[int], naming: Names | None
+    ) -> tuple[int, RelPath | None, Lines] | None:
+        """A file's lines ending in a ``NAMED`` mark: (file id, path, sorted lines), learnt into ``naming``;
+        None when they cannot be trusted."""
+        mark = group[-1]
+        if not mark & NAMED or (len(group) > 1 and group[-2] & MARKS):
+            return None  # an AGAIN after lines, or two marks: not what a writer sends
+        path = files.get(file_id)
+        rel = self.rel(path) if path is not None else None
+        if rel is None:
+            return None
+        entry = (file_id, rel, self._sorted(group[:-1]))
+        if naming is not None:
+            naming[mark & NAME_MASK] = entry
+        return entry
+
+    @staticmethod
+    def _sorted(lines: array[int]) -> Lines:
+        found = sorted(lines.tolist())
+        if found and found[0] == 0:
+            del found[0]  # an empty module's lone instruction: not a source line (coverage.py drops it too)
+        return found
 
     def _keep_outside(self, reader: coverage_ring.RingReader) -> None:
         if not reader.outside:
             return
-        found, _ = self.resolve(reader.files, array("Q", sorted(reader.outside)))
+        found, _ = self.resolve(reader.files, coverage_ring.unpack(array("Q", sorted(reader.outside))))
         reader.outside.clear()
         for rel, lines in found.items():
             self.outside.setdefault(rel, set()).update(lines)
@@ -187,6 +241,9 @@ class RunCoverageBuilder:
         self.partial: list[NodeId] = []
         self.files: dict[RelPath, set[int]] = {}
         self.notes_before = len(feed.notes)
+        self._added: dict[int, Lines] = {}
+        """The line lists already in ``files``, by id (tests that ran a named set share its list); holding them
+        keeps an id from being reused during the run."""
 
     def add(self, result: TestResult) -> None:
         if result.coverage is None:
@@ -196,8 +253,16 @@ class RunCoverageBuilder:
         self.tests[result.nodeid] = result.coverage
         if result.coverage_partial:
             self.partial.append(result.nodeid)
+        files, added = self.files, self._added
         for rel, lines in result.coverage.items():
-            self.files.setdefault(rel, set()).update(lines)
+            if id(lines) in added:
+                continue
+            added[id(lines)] = lines
+            found = files.get(rel)
+            if found is None:
+                files[rel] = set(lines)
+            else:
+                found.update(lines)
 
     def finish(self) -> RunCoverage:
         files = {rel: set(lines) for rel, lines in self.feed.outside.items()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
-from array import array
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -27,24 +26,21 @@ class _LineSets:
         self.data: dict[str, set[int]] = {}
         self._ids: dict[str, int | None] = {}
 
-    def take(self) -> tuple[array[int], array[int]]:
-        """(lines, file ids) file by file in ascending file id order, each once; the sets emptied in place."""
-        found: list[tuple[int, list[int]]] = []
+    def take(self) -> list[tuple[int, frozenset[int]]]:
+        """(file id, lines) for each file hit since the last take, in ascending file id order; the sets emptied in place."""
+        taken: dict[int, frozenset[int]] = {}
         for filename, hit in list(self.data.items()):
             if not hit:
                 continue
-            seen = list(hit)
+            seen = frozenset(hit)
             hit.difference_update(seen)  # in place (the tracer holds the set); a line added meanwhile by a thread stays
             file_id = self._ids.get(filename, -1)
             if file_id == -1:
                 file_id = self._ids[filename] = self.file_id(filename)
             if file_id is not None:
-                found.append((file_id, seen))
-        lines, files = array("I"), array("I")
-        for file_id, seen in sorted(found):
-            lines.extend(seen)
-            files.extend(array("I", [file_id]) * len(seen))
-        return lines, files
+                earlier = taken.get(file_id)  # two names of one file (a symlink): one set
+                taken[file_id] = seen if earlier is None else earlier | seen
+        return sorted(taken.items())
 
 
 class CTracerBackend(_LineSets):

@@ -24,21 +24,27 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tach_ls.engine import bytecode  # noqa: E402
+from tach_ls.engine import bytecode, coverage_ring  # noqa: E402
 
-Lines = bytecode.Lines
+LineMap = bytecode.LineMap
+
+
+def line_map(code: CodeType) -> LineMap:
+    """A map long enough for every line of ``code``, its part starting at 0."""
+    return LineMap(bytecode.max_line(code) + 1)
 
 
 def strip_probes(code: CodeType) -> tuple[list[int], dict[int, int]]:
     """Instruction indexes of ``code`` that are not probes, and old start -> start (probe first) map helpers."""
     decoded = bytecode.decode(code.co_code)
-    sets = {i for i, c in enumerate(code.co_consts) if type(c) is Lines}
+    maps = {i for i, c in enumerate(code.co_consts) if type(c) is LineMap}
     real, probe_before = [], {}
     index = 0
     while index < len(decoded.ops):
-        if decoded.ops[index] == bytecode._LOAD_CONST and decoded.args[index] in sets:
-            assert decoded.ops[index + 2] == bytecode._SET_ADD and decoded.args[index + 2] == 1
-            assert decoded.ops[index + 3] == bytecode._POP_TOP
+        ops, args = decoded.ops, decoded.args
+        if ops[index] == bytecode._LOAD_CONST and ops[index + 1 : index + 2] == [bytecode._LOAD_CONST] and args[index + 1] in maps:
+            assert code.co_consts[args[index]] == 1, f"{code.co_name}: a probe stores {code.co_consts[args[index]]!r}"
+            assert ops[index + 2] == bytecode._LOAD_CONST and ops[index + 3] == bytecode._STORE_SUBSCR, code.co_name
             probe_before[index + 4] = decoded.starts[index]
             index += 4
             continue
@@ -87,7 +93,7 @@ def do_verify(paths: list[str]) -> dict[str, Any]:
         except (SyntaxError, ValueError):
             continue
         notes: list[str] = []
-        new = bytecode.instrument(code, Lines(), notes)
+        new = bytecode.instrument(code, line_map(code), 0, notes)
         skipped += len(notes)
         try:
             verify(code, new)
@@ -365,9 +371,9 @@ def do_corpus(directory: str) -> dict[str, Any]:
     path = str(Path(directory) / "corpus.py")
     Path(path).write_text(source)
     code = compile(source, path, "exec")
-    lines = Lines()
+    lines = line_map(code)
     skipped: list[str] = []
-    probed_code = bytecode.instrument(code, lines, skipped)
+    probed_code = bytecode.instrument(code, lines, 0, skipped)
     verify(code, probed_code)
     plain: dict[str, Any] = {}
     probed: dict[str, Any] = {}
@@ -377,12 +383,13 @@ def do_corpus(directory: str) -> dict[str, Any]:
     for name, args in CALLS:
         expected = _outcome(plain[name], args)
         traced = _traced_lines(plain[name], args, path)
-        lines.clear()
+        lines[:] = bytes(len(lines))
         got = _outcome(probed[name], args)
         if got != expected:
             mismatches.append(f"{name}{args}: result {got!r} != {expected!r}")
-        if set(lines) != traced:
-            mismatches.append(f"{name}{args}: probes {sorted(lines - traced)} extra, {sorted(traced - lines)} missing")
+        marked = set(coverage_ring.line_numbers(bytes(lines)))
+        if marked != traced:
+            mismatches.append(f"{name}{args}: probes {sorted(marked - traced)} extra, {sorted(traced - marked)} missing")
     return {"calls": len(CALLS), "skipped": skipped, "mismatches": mismatches}
 
 
@@ -428,7 +435,7 @@ def do_suite(names: list[str]) -> dict[str, Any]:
     return {
         "run": result.testsRun,
         "failures": [str(test) for test, _ in result.failures + result.errors][:20],
-        "recorded": sum(len(s) for s in backend.sets if s),
+        "recorded": sum(len(coverage_ring.line_numbers(lines)) for _, lines in backend.take()),
         "skipped": backend.skipped[:5],
     }
 
@@ -454,7 +461,7 @@ def do_compile(directory: str) -> dict[str, Any]:
     import ast
 
     tree = compile("1 + 1", template, "eval", ast.PyCF_ONLY_AST)
-    lines, _ = backend.take()
+    lines = [line for _, taken in backend.take() for line in coverage_ring.line_numbers(taken)]
     return {"lines": sorted(set(lines)), "annotations": namespace["render"].__annotations__,
             "without_future": without_future, "ast": type(tree).__name__}  # fmt: skip
 

@@ -52,7 +52,7 @@ DRIVER = textwrap.dedent(
     """\
     import json, sys
     sys.path.insert(0, {repo!r})
-    from tach_ls.engine import coverage_ring, tracer
+    from tach_ls.engine import coverage_feed, coverage_ring, tracer
 
     root, core = sys.argv[1], sys.argv[2]
     options = json.loads(sys.argv[3])
@@ -75,6 +75,7 @@ DRIVER = textwrap.dedent(
     ring = collector.new_ring()
     collector.attach(ring)
     reader = coverage_ring.RingReader(ring)
+    feed, names = coverage_feed.CoverageFeed(root), {{}}
     plan = [lambda: scratch.branch(1), lambda: scratch.branch(-1), lambda: scratch.branch(1),
             lambda: scratch.loop(3), lambda: scratch.in_thread(), lambda: None]
     tests = {{}}
@@ -85,8 +86,9 @@ DRIVER = textwrap.dedent(
         call()
         collector.end_test(test)
         got = reader.take(test)
-        tests[test] = {{"complete": got.complete,
-                       "lines": sorted((reader.files[h >> 32].rsplit("/", 1)[1], h & 0xFFFFFFFF) for h in got.hits)}}
+        found, unknown = feed.resolve(reader.files, got.unique(), names if got.whole else None, names)
+        tests[test] = {{"complete": got.complete and not unknown,
+                       "lines": sorted((rel.rsplit("/", 1)[-1], n) for rel, lines in found.items() for n in lines)}}
     print(json.dumps({{"name": collector.name, "note": collector.note, "outside": outside, "tests": tests,
                       "tool": getattr(collector.backend, "tool", None), "other_calls": other_calls}}))
     """

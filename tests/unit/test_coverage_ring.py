@@ -16,10 +16,12 @@ import textwrap
 import time
 from array import array
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tach_ls.engine import coverage_ring as cr
+from tach_ls.engine.coverage_feed import CoverageFeed
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = [f"/w/f{i}.py" for i in range(7)]
@@ -295,4 +297,82 @@ def test_grouped_hits_are_taken_as_they_are_and_others_are_sorted(grouped: bool)
     writer.write_test(1, lines, files, grouped=grouped)
     got = reader.take(1)
     assert got.complete and got.grouped is grouped
-    assert list(got.unique()) == ([9, 3, 4 << 32 | 2] if grouped else [3, 9, 4 << 32 | 2])
+    assert list(cr.pack(*got.unique())) == ([9, 3, 4 << 32 | 2] if grouped else [3, 9, 4 << 32 | 2])
+
+
+# -- named line sets -------------------------------------------------------------------------
+
+
+Names = dict[int, Any]
+
+
+def resolved(feed: CoverageFeed, reader: cr.RingReader, test: int, names: Names) -> tuple[dict[str, list[int]], bool, bool]:
+    got = reader.take(test)
+    found, unknown = feed.resolve(reader.files, got.unique(), names if got.whole else None, names)
+    return found, got.complete and not unknown, got.whole
+
+
+def named_ring(capacity: int = 1 << 12) -> tuple[cr.RingWriter, cr.RingReader, CoverageFeed, Names]:
+    writer, reader = new_ring(capacity)
+    return writer, reader, CoverageFeed(Path("/w")), {}
+
+
+def test_a_set_run_again_travels_as_one_entry_and_resolves_to_the_same_list() -> None:
+    """Regression: repeated sets re-sent line by line (the cost this saves), or a reference resolved to another
+    file's lines. Arms: a file whose set repeats (one AGAIN entry, the very same list) and one whose set
+    changed (its lines again, sorted); a bytes map and a frozenset give the same lines."""
+    writer, reader, feed, names = named_ring()
+    first = [(0, frozenset({3, 1, 2})), (1, bytes([0, 1, 0, 1]))]
+    assert writer.write_sets(1, first) == 0
+    one, complete, _ = resolved(feed, reader, 1, names)
+    assert one == {"f0.py": [1, 2, 3], "f1.py": [1, 3]} and complete
+    before = writer.write
+    assert writer.write_sets(2, [(0, frozenset({1, 2, 3})), (1, bytes([0, 0, 1]))]) == 0
+    assert writer.write - before == 1 + 1 + 1 + 1  # AGAIN, a line, NAMED, the end entry
+    two, complete, _ = resolved(feed, reader, 2, names)
+    assert two == {"f0.py": [1, 2, 3], "f1.py": [2]} and complete
+    assert two["f0.py"] is one["f0.py"]
+
+
+def test_a_name_is_learnt_only_from_a_test_that_arrived_whole() -> None:
+    """Regression: a set named by a test with a torn entry bound to fewer lines than the worker meant, so every
+    later test that ran it again would be silently short. Arms: intact, the later test is complete; one entry
+    of the naming test torn, both tests are partial, never wrong."""
+    for torn in (False, True):
+        writer, reader, feed, names = named_ring()
+        writer.write_sets(1, [(0, frozenset({5, 6, 7}))])
+        if torn:
+            at = cr.ENTRIES_AT + 3 * 4  # the first entry's check word
+            reader.ring.mm[at : at + 4] = b"\xff\xff\xff\xff"
+        one, complete_one, whole = resolved(feed, reader, 1, names)
+        writer.write_sets(2, [(0, frozenset({5, 6, 7}))])
+        two, complete_two, _ = resolved(feed, reader, 2, names)
+        assert whole is not torn and complete_one is not torn and complete_two is not torn, torn
+        assert set(one.get("f0.py", [])) <= {5, 6, 7} and two in ({}, {"f0.py": [5, 6, 7]})
+        assert (two == {"f0.py": [5, 6, 7]}) is not torn
+
+
+def test_a_full_ring_makes_the_writer_forget_the_names_it_could_not_send() -> None:
+    """Regression: the writer kept the name of a set the ring had no room for, so every later test that ran
+    that set again was partial. Arms: a set written whole is referred to; one cut short is sent again."""
+    writer, reader, feed, names = named_ring(capacity=8)
+    big = frozenset(range(1, 20))
+    assert writer.write_sets(1, [(0, big)]) > 0  # cut short: partial, and no name kept
+    _, complete, _ = resolved(feed, reader, 1, names)
+    assert not complete and writer.names == {}
+    small = frozenset({1, 2})
+    assert writer.write_sets(2, [(0, small)]) == 0
+    assert writer.write_sets(3, [(0, small)]) == 0
+    assert resolved(feed, reader, 2, names)[:2] == ({"f0.py": [1, 2]}, True)
+    assert resolved(feed, reader, 3, names)[:2] == ({"f0.py": [1, 2]}, True)
+
+
+@pytest.mark.parametrize("marks", [[], [0], [1, 2, 3], [0, 7, 8, 200, 255, 256, 1000]])
+def test_a_line_map_reads_back_as_its_line_numbers(marks: list[int]) -> None:
+    """Regression: an off-by-one in the gap arithmetic (a mark at 0, marks next to each other, past 255)."""
+    size = max(marks, default=0) + 5
+    data = bytearray(size)
+    for line in marks:
+        data[line] = 1
+    assert cr.line_numbers(bytes(data)) == marks
+    assert sorted(cr.line_numbers(frozenset(marks))) == marks
