@@ -328,7 +328,7 @@ class MonitoringBackend:
         words = array("I")
         words.frombytes(array("Q", sorted(set(batch))).tobytes())  # two threads may both hit a line first
         lines, files = words[0::2], words[1::2]
-        taken: Taken = []
+        taken: list[tuple[int, coverage_ring.LineSet]] = []
         start = 0
         while start < len(files):
             end = bisect.bisect_left(files, files[start] + 1, start)
