@@ -31,8 +31,8 @@ def test_resolve_groups_hits_by_file_and_flags_unknown_ids(tmp_path: Path) -> No
     files = {0: f"{root}/a.py", 1: f"{root}/pkg/b.py", 2: "/elsewhere/c.py"}
     hits = {0 << 32 | 3, 0 << 32 | 1, 1 << 32 | 7, 1 << 32 | 2}
 
-    def packed(found: set[int]) -> array[int]:
-        return array("Q", sorted(found))
+    def packed(found: set[int]) -> tuple[array[int], array[int]]:
+        return coverage_ring.unpack(array("Q", sorted(found)))
 
     assert feed.resolve(files, packed(hits)) == ({"a.py": [1, 3], "pkg/b.py": [2, 7]}, False)
     assert feed.resolve(files, packed(hits | {2 << 32 | 1})) == ({"a.py": [1, 3], "pkg/b.py": [2, 7]}, True)  # outside the root
