@@ -309,12 +309,18 @@ class RingWriter:
 
     def write_sets(self, test: TestId, taken: Sequence[tuple[FileId, LineSet]], partial: bool = False) -> int:
         """Write a test's lines, file by file (ascending file ids), naming each new set and referring to known
-        ones (see the module docstring); the number of entries dropped for lack of room."""
+        ones (see the module docstring); the number of entries dropped for lack of room. Test id 0 (lines run
+        outside any test) neither names nor refers: the reader learns names from tests only."""
         lines, files = array("I"), array("I")
         names, last = self.names, self.last
         fresh: list[tuple[FileId, LineSet]] = []
         for key in taken:
             file_id, seen = key
+            if not test:
+                found = line_numbers(seen)
+                lines.fromlist(found)
+                files.extend(array("I", [file_id]) * len(found))
+                continue
             previous = last.get(file_id)
             if previous is not None and previous[0] == seen:  # as the file's last test ran: no hashing
                 name: int | None = previous[1]

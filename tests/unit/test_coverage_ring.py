@@ -376,3 +376,15 @@ def test_a_line_map_reads_back_as_its_line_numbers(marks: list[int]) -> None:
         data[line] = 1
     assert cr.line_numbers(bytes(data)) == marks
     assert sorted(cr.line_numbers(frozenset(marks))) == marks
+
+
+def test_lines_outside_any_test_are_sent_plainly() -> None:
+    """Regression: the lines of test id 0 (a batch's collection) were named, but the reader files them as
+    outside any test and learns no name from them, so a later test that ran that set again was partial.
+    Arms: the set first seen outside any test, then in a test; the test is complete."""
+    writer, reader, feed, names = named_ring()
+    collection = frozenset({1, 2})
+    writer.write_sets(0, [(0, collection)])
+    writer.write_sets(1, [(0, collection)])
+    assert resolved(feed, reader, 1, names)[:2] == ({"f0.py": [1, 2]}, True)
+    assert reader.outside == {0 << 32 | 1, 0 << 32 | 2}
