@@ -77,31 +77,26 @@ class ProbeBackend:
         self.part_file: list[int] = []
         """The file id each part belongs to."""
         self.skipped: list[str] = []
-        self._part_of: dict[str, tuple[int, int] | None] = {}
-        """co_filename -> (base, size) of its file's newest part, or None for a file that is not recorded."""
+        self._part_of: dict[str, tuple[int, int]] = {}
+        """co_filename -> (base, size) of its file's newest part."""
         self._zeros = memoryview(b"")
         self._started = False
         self._ids: dict[str, int | None] = {}
 
     def recorded(self, filename: str) -> bool:
+        """A workspace file whose lines are recorded (``file_id`` asked once per file name)."""
         found = self._ids.get(filename, -1)
         if found == -1:
             found = self._ids[filename] = self.file_id(filename)
         return found is not None
 
-    def part_for(self, filename: str, last_line: int) -> int | None:
-        """The base of the part of the map a file's probes mark, reaching line ``last_line``; None when the
-        file is not recorded."""
-        found = self._part_of.get(filename, (-1, -1))
-        if found is None:
-            return None
-        base, size = found
+    def part_for(self, filename: str, last_line: int) -> int:
+        """The base of the part of the map a recorded file's probes mark, reaching line ``last_line``."""
+        base, size = self._part_of.get(filename, (-1, -1))
         if last_line < size:
             return base
-        file_id = self._ids[filename] if self.recorded(filename) else None
-        if file_id is None:
-            self._part_of[filename] = None
-            return None
+        file_id = self._ids[filename]
+        assert file_id is not None, filename
         # A new part, past every other: the file's first, or a longer version of it (code compiled under its
         # name later); take() joins a file's parts. Room to spare, so a few more lines need no new part.
         size = last_line + 1 + last_line // 4 + 16
@@ -114,15 +109,9 @@ class ProbeBackend:
 
     def rewrite(self, code: Any) -> Any:
         """``code`` with probes when it is a workspace code object not yet instrumented, else ``code``."""
-        if type(code) is not CodeType or is_instrumented(code):
+        if type(code) is not CodeType or not self.recorded(code.co_filename) or is_instrumented(code):
             return code
-        filename = code.co_filename
-        if filename in self._part_of and self._part_of[filename] is None:
-            return code
-        base = self.part_for(filename, max_line(code))
-        if base is None:
-            return code
-        return instrument(code, self.map, base, self.skipped)
+        return instrument(code, self.map, self.part_for(code.co_filename, max_line(code)), self.skipped)
 
     def start(self) -> None:
         if self._started:
@@ -138,7 +127,7 @@ class ProbeBackend:
         for obj in gc.get_objects():  # workspace functions defined before we started
             if type(obj) is types.FunctionType:
                 code = obj.__code__
-                if self.recorded(code.co_filename) and not is_instrumented(code):
+                if self.recorded(code.co_filename):
                     try:
                         obj.__code__ = self.rewrite(code)
                     except ValueError:  # a closure whose free variables differ: leave it
