@@ -19,14 +19,16 @@ it with one seen before, hops around memory. On Click's suite taking the
 sets and refilling them cost about 70 us a test; the map costs about 10.
 
 Where code objects are rewritten: ``SourceLoader.get_code`` and
-``SourcelessFileLoader.get_code`` (every import from a file, after the
-``.pyc`` is written from the original), the ``exec`` of pytest's assertion
-rewriter (test modules and conftest files; it marshals its ``.pyc`` before
-that ``exec``), ``builtins.compile`` (code compiled under a workspace file's
-name: Jinja templates, which coverage.py records too), and, at ``start``,
-the functions of workspace modules loaded before it. A string run directly
-by ``exec``/``eval`` is compiled in C, past these hooks, and not recorded
-(its file name is ``<string>``, outside the workspace, anyway).
+``SourcelessFileLoader.get_code`` (every import from a file), the ``exec``
+of pytest's assertion rewriter (test modules and conftest files),
+``builtins.compile`` (code compiled under a workspace file's name: Jinja
+templates, which coverage.py records too; and the two above, which compile
+through it), and, at ``start``, the functions of workspace modules loaded
+before it. A string run directly by ``exec``/``eval`` is compiled in C,
+past these hooks, and not recorded (its file name is ``<string>``, outside
+the workspace, anyway). Probes never reach a ``.pyc`` file or any other
+cache of marshalled code: ``marshal`` writes the code ``compile`` returned
+as it was compiled (``_guard_marshal``).
 
 Nothing a test does can remove a probe (``sys.settrace(None)``, another
 ``sys.monitoring`` tool, coverage.py inside a test), so results are never
@@ -44,8 +46,10 @@ import bisect
 import builtins
 import functools
 import importlib._bootstrap_external as bootstrap_external
+import marshal
 import operator
 import sys
+import weakref
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
@@ -234,6 +238,7 @@ def _hook_loaders(rewrite: Callable[[Any], Any]) -> None:
 
         loader.get_code = get_code  # type: ignore[method-assign]
     builtins.compile = _compiling(apply)
+    _guard_marshal()
     try:
         from _pytest.assertion import rewrite as pytest_rewrite
     except ImportError:
@@ -268,7 +273,46 @@ def _compiling(apply: Callable[[Any], Any]) -> Callable[..., Any]:
         __tracebackhide__ = True  # noqa: F841 (pytest leaves this frame out of its reports)
         if not dont_inherit:
             flags |= sys._getframe(1).f_code.co_flags & _FUTURE_FLAGS
-        return apply(real_compile(source, filename, mode, flags, True, optimize, **kwargs))
+        compiled = real_compile(source, filename, mode, flags, True, optimize, **kwargs)
+        probed = apply(compiled)
+        if probed is not compiled:
+            _originals[id(probed)] = compiled
+            weakref.finalize(probed, _originals.pop, id(probed), None)
+        return probed
 
     compile.__doc__ = real_compile.__doc__
     return compile
+
+
+_originals: dict[int, CodeType] = {}
+"""id of a code object ``compile`` returned with probes -> that code as compiled: what ``marshal`` writes instead."""
+
+
+def _guard_marshal() -> None:
+    """``marshal`` writes code that ``compile`` returned with probes as it was compiled, without them.
+
+    Whoever compiles code may cache it marshalled: importlib's source loader
+    and pytest's assertion rewriter write the module they compiled to
+    ``__pycache__`` before running it (their ``get_code``/``exec`` hooks probe
+    it again after), Jinja's bytecode cache writes a template's. The probes'
+    map would come back from ``marshal`` as plain ``bytes``, and every later
+    import of that file, by plain pytest or the next zygote, would fail on
+    its first probe.
+    """
+    marshal.dump, marshal.dumps = _dump, _dumps
+
+
+def _unprobed(value: Any) -> Any:
+    return _originals.get(id(value), value) if type(value) is CodeType else value
+
+
+def _dump(value: Any, file: Any, *args: Any) -> None:
+    _real_dump(_unprobed(value), file, *args)
+
+
+def _dumps(value: Any, *args: Any) -> bytes:
+    return _real_dumps(_unprobed(value), *args)
+
+
+_real_dump, _real_dumps = marshal.dump, marshal.dumps
+_dump.__doc__, _dumps.__doc__ = _real_dump.__doc__, _real_dumps.__doc__

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,32 @@ def test_no_coverage_no_table_no_events(project, project_python) -> None:
     assert not [e for e in got if e["event"] == "coverage"]
     assert all("coverage" not in e for e in got)
     assert json.dumps(got)  # still plain JSON lines
+
+
+def test_a_run_with_coverage_leaves_pyc_files_plain_pytest_can_import(
+    project, project_python, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: with bytecode writing on (a user's machine), the modules importlib and pytest's assertion
+    rewriter compiled during a run with coverage were cached in ``__pycache__`` with their probes, whose map
+    marshal wrote as ``bytes``: afterwards plain pytest failed to import every test module ("'bytes' object
+    does not support item assignment"), and so did the next zygote. Arms: plain pytest on the cache the run
+    wrote; a second run, from that cache, records the same lines as the first."""
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    root = project("coverage_basic")
+    first = tach(root, project_python, OPS, "--format", "json", "--coverage", "-n", "1")
+    assert first.returncode == 1, first.stderr  # test_fails fails
+    assert list((root / "tests" / "__pycache__").glob("test_ops.*pytest*.pyc"))  # the rewriter's cache
+    assert list((root / "src" / "calc" / "__pycache__").glob("ops.*.pyc"))  # importlib's
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    plain = subprocess.run(
+        [project_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", OPS],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert plain.returncode == 1 and "1 failed" in plain.stdout and "error" not in plain.stdout, plain.stdout
+    second = tach(root, project_python, OPS, "--format", "json", "--coverage", "-n", "1")
+    assert second.returncode == 1, second.stderr
+
+    def lines(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
+        return {e["test"]: (e["status"], e["coverage"]) for e in events(proc) if e["event"] == "test_finished"}
+
+    assert lines(second) == lines(first) and any(coverage for _, coverage in lines(first).values())

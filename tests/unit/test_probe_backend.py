@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import marshal
+
 import pytest
 
 from tach_ls.engine import bytecode, coverage_ring, probes
@@ -130,3 +133,24 @@ def test_no_line_another_thread_marks_is_lost_between_the_copy_and_the_zeroing()
         sys.setswitchinterval(switch)
     seen.update(line for _, lines in probe.take() for line in coverage_ring.line_numbers(lines))
     assert seen == set(range(2, 2002))
+
+
+def test_marshal_writes_compiled_code_without_its_probes() -> None:
+    """Regression: importlib and pytest's assertion rewriter compile a module through ``compile`` and marshal
+    it into ``__pycache__``; the probes' map came back from ``marshal`` as ``bytes``, so plain pytest (and the
+    next zygote) failed to import every workspace module after a run with coverage. Arms: the code compile
+    returns has probes; what marshal writes has none and runs; code compiled elsewhere is written as it is."""
+    probe = backend()
+    compile_ = probes._compiling(probe.rewrite)
+    code = compile_("a = 1\n", "/w/mod.py", "exec")
+    assert bytecode.is_instrumented(code)
+    clean = marshal.loads(probes._dumps(code))
+    assert not bytecode.is_instrumented(clean)
+    namespace: dict[str, object] = {}
+    exec(clean, namespace)
+    assert namespace["a"] == 1 and probe.take() == []
+    buffer = io.BytesIO()
+    probes._dump(code, buffer)
+    assert buffer.getvalue() == probes._dumps(code)
+    other = compile_("b = 2\n", "/elsewhere.py", "exec")
+    assert probes._dumps(other) == marshal.dumps(other)
