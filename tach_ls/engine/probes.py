@@ -128,14 +128,20 @@ class ProbeBackend:
         import gc
         import types
 
-        for obj in gc.get_objects():  # workspace functions defined before we started
-            if type(obj) is types.FunctionType:
-                code = obj.__code__
-                if self.recorded(code.co_filename):
-                    try:
-                        obj.__code__ = self.rewrite(code)
-                    except ValueError:  # a closure whose free variables differ: leave it
-                        pass
+        functions = [  # workspace functions defined before we started
+            obj for obj in gc.get_objects() if type(obj) is types.FunctionType and self.recorded(obj.__code__.co_filename)
+        ]
+        last_lines: dict[str, int] = {}
+        for function in functions:
+            code = function.__code__
+            last_lines[code.co_filename] = max(last_lines.get(code.co_filename, 0), max_line(code))
+        for filename, last_line in last_lines.items():
+            self.part_for(filename, last_line)  # one part a file, not one for each function further down it
+        for function in functions:
+            try:
+                function.__code__ = self.rewrite(function.__code__)
+            except ValueError:  # a closure whose free variables differ: leave it
+                pass
 
     def take(self) -> list[tuple[int, bytes]]:
         """Each file run since the last take, in ascending file id order: (file id, its lines as a map whose

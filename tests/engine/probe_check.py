@@ -466,6 +466,25 @@ def do_compile(directory: str) -> dict[str, Any]:
             "without_future": without_future, "ast": type(tree).__name__}  # fmt: skip
 
 
+EARLY = "def first():\n    return 1\n" + "\n" * 200 + "def last():\n    return 2\n"
+
+
+def do_early(directory: str) -> dict[str, Any]:
+    """Functions of a workspace module imported before ``start``: the parts of the map they get, and their lines."""
+    from tach_ls.engine import probes
+
+    path = Path(directory) / "early_module.py"
+    path.write_text(EARLY)
+    sys.path.insert(0, directory)
+    import early_module  # type: ignore[import-not-found]
+
+    backend = probes.ProbeBackend(lambda filename: 0 if filename == str(path) else None)
+    backend.start()
+    ran = (early_module.first(), early_module.last())
+    lines = [(file_id, coverage_ring.line_numbers(taken)) for file_id, taken in backend.take()]
+    return {"parts": len(backend.starts), "ran": ran, "lines": lines}
+
+
 def main() -> None:
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "verify":
@@ -476,6 +495,8 @@ def main() -> None:
         print(json.dumps(do_suite(args)))
     elif mode == "compile":
         print(json.dumps(do_compile(args[0])))
+    elif mode == "early":
+        print(json.dumps(do_early(args[0])))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

@@ -88,3 +88,12 @@ def test_code_compiled_under_a_workspace_name_is_probed_with_its_callers_futures
     assert got["lines"] == [1, 2, 4]  # the def, its body (called once), the call
     assert got["annotations"] == {"x": "Undefined", "return": "str"}  # the caller's `annotations` future
     assert got["without_future"] == "NameError" and got["ast"] == "Expression"
+
+
+def test_a_module_imported_before_the_probes_start_gets_one_part_of_the_map(project_python: str, tmp_path: Path) -> None:
+    """Regression: each function of a module imported before ``start`` got a part of the map sized to reach its
+    own last line, so a file had one part for every function further down it (Click's core.py eight), and
+    every take had to join them. Arms: the lines of both functions, in one part."""
+    got = check(project_python, "early", str(tmp_path))
+    assert got["ran"] == [1, 2]
+    assert got["lines"] == [[0, [2, 204]]] and got["parts"] == 1
