@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import coverage_ring
-from .coverage_ring import AGAIN, MARKS, NAME_MASK, NAMED
+from .coverage_ring import AGAIN, BASE, MARKS, NAME_MASK, NAMED
 from .results import NodeId, TestResult
 
 RelPath = str
@@ -158,7 +158,9 @@ class CoverageFeed:
 
         A file's lines followed by a ``NAMED`` mark are added to ``naming`` under that name (given only for a
         test whose entries all arrived); an ``AGAIN`` mark alone stands for the set ``names`` holds under its
-        name, whose list is shared. Lines are sorted here, per new set: the worker's cores would pay more for it.
+        name, whose list is shared; a ``BASE`` mark first says the lines up to the ``NAMED`` one are toggled
+        in the set it names (trusted only in a test whose entries all arrived: a toggled line lost would
+        add a line the test never ran). Lines are sorted here, per new set: the worker's cores would pay more.
         """
         lines, file_ids = taken
         out: dict[RelPath, Lines] = {}
@@ -167,7 +169,7 @@ class CoverageFeed:
         start = 0
         while start < count:
             file_id, first = file_ids[start], lines[start]
-            if first & AGAIN:  # one mark standing for a whole set: the commonest group by far
+            if first & MARKS == AGAIN:  # one mark standing for a whole set: the commonest group by far
                 known = names.get(first & NAME_MASK) if names is not None else None
                 if known is None or known[0] != file_id or (start + 1 < count and file_ids[start + 1] == file_id):
                     unknown = True
@@ -177,7 +179,7 @@ class CoverageFeed:
                 continue
             end = bisect.bisect_left(file_ids, file_id + 1, start)
             if lines[end - 1] & MARKS:
-                found = self._named(files, file_id, lines[start:end], naming)
+                found = self._named(files, file_id, lines[start:end], naming, names)
                 if found is None:
                     unknown = True
                 elif found[2]:
@@ -196,18 +198,27 @@ class CoverageFeed:
         return out, unknown
 
     def _named(
-        self, files: dict[int, str], file_id: int, group: array[int], naming: Names | None
+        self, files: dict[int, str], file_id: int, group: array[int], naming: Names | None, names: Names | None
     ) -> tuple[int, RelPath | None, Lines] | None:
-        """A file's lines ending in a ``NAMED`` mark: (file id, path, sorted lines), learnt into ``naming``;
-        None when they cannot be trusted."""
-        mark = group[-1]
-        if not mark & NAMED or (len(group) > 1 and group[-2] & MARKS):
+        """A file's lines ending in a ``NAMED`` mark (after a ``BASE`` mark, the lines toggled in that set):
+        (file id, path, sorted lines), learnt into ``naming``; None when they cannot be trusted."""
+        mark, base = group[-1], group[0]
+        if mark & MARKS != NAMED or (len(group) > 1 and group[-2] & MARKS):
             return None  # an AGAIN after lines, or two marks: not what a writer sends
         path = files.get(file_id)
         rel = self.rel(path) if path is not None else None
         if rel is None:
             return None
-        entry = (file_id, rel, self._sorted(group[:-1]))
+        if base & MARKS == BASE:
+            known = names.get(base & NAME_MASK) if naming is not None and names is not None else None
+            if known is None or known[0] != file_id or len(group) < 3:
+                return None
+            toggled = set(known[2])
+            toggled.symmetric_difference_update(group[1:-1])
+            toggled.discard(0)
+            entry = (file_id, rel, sorted(toggled))
+        else:
+            entry = (file_id, rel, self._sorted(group[:-1]))
         if naming is not None:
             naming[mark & NAME_MASK] = entry
         return entry

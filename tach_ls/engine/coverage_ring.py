@@ -43,11 +43,16 @@ batches of 250 tests; Flask's: 62%). The first time a file's exact set of
 lines is written, its line entries are followed by a ``NAMED`` entry (line
 field ``NAMED | name``, same file id); a later test that ran that same set
 writes one ``AGAIN`` entry (``AGAIN | name``) instead of its lines. Names
-count from 1 per ring. The writer forgets the names of a test it could not
-write whole (the ring was full); the reader keeps a name only from a test
-whose entries all arrived (``TestHits.whole``), so an ``AGAIN`` it cannot
-resolve makes that test partial, never wrong. Line numbers stay below
-``AGAIN``, so a line entry with either flag is a mark, not a line.
+count from 1 per ring. A new set that differs from the file's last one in
+fewer lines than it has (a test module's next test: its own lines change,
+its module's do not) starts with a ``BASE`` entry (both flags, that set's
+name) and sends only the lines to toggle in it; the reader trusts it only
+in a test whose entries all arrived, since a lost toggle could add a line.
+The writer forgets the names of a test it could not write whole (the ring
+was full); the reader keeps a name only from a test whose entries all
+arrived (``TestHits.whole``), so an ``AGAIN`` or ``BASE`` it cannot resolve
+makes that test partial, never wrong. Line numbers stay below ``AGAIN``, so
+a line entry with either flag is a mark, not a line.
 
 Integrity, so that coverage is incomplete at worst and never wrong:
 
@@ -99,6 +104,9 @@ NAMED = 0x80000000
 """Flag in a line entry's line field: the file's lines before it in this test are the set ``line & NAME_MASK``."""
 AGAIN = 0x40000000
 """Flag in a line entry's line field: this test ran the file's named set ``line & NAME_MASK`` again."""
+BASE = NAMED | AGAIN
+"""Both flags, first in a file's new named set: the set is the named set ``line & NAME_MASK`` with the lines
+that follow (up to the ``NAMED`` entry) toggled: added where it lacked them, removed where it had them."""
 MARKS = NAMED | AGAIN
 NAME_MASK = AGAIN - 1
 STAMP_MODULO = 0xFFFFFFFF
@@ -332,9 +340,15 @@ class RingWriter:
                 last[file_id] = (seen, name)
                 continue
             before = len(lines)
-            lines.fromlist(line_numbers(seen))
+            naming = self.named < NAME_MASK
+            changed = _changed(previous[0], seen) if previous is not None and naming else None
+            if changed is not None:  # the file's last set with a few lines toggled: most often, a test module's
+                lines.append(BASE | previous[1])  # type: ignore[index]
+                lines.fromlist(changed)
+            else:
+                lines.fromlist(line_numbers(seen))
             count = len(lines) - before
-            if self.named < NAME_MASK:
+            if naming:
                 self.named += 1
                 names[key] = self.named
                 last[file_id] = (seen, self.named)
@@ -362,6 +376,21 @@ class RingWriter:
         self.ring.store(OVERFLOW_AT, self.ring.load(OVERFLOW_AT) + dropped)
 
 
+def _changed(before: LineSet, after: LineSet) -> list[LineNo] | None:
+    """The lines that differ between two sets of one file, when there are fewer of them than ``after`` has."""
+    if type(before) is bytes and type(after) is bytes:
+        if len(before) != len(after):
+            return None
+        diff = (int.from_bytes(before, "little") ^ int.from_bytes(after, "little")).to_bytes(len(after), "little")
+        if diff.count(1) >= after.count(1):
+            return None
+        return line_numbers(diff)
+    if type(before) is frozenset and type(after) is frozenset:
+        toggled = before.symmetric_difference(after)
+        return list(toggled) if len(toggled) < len(after) else None
+    return None
+
+
 @dataclass
 class TestHits:
     """What the reader knows of one test: its hits, and whether they are all there."""
@@ -379,8 +408,7 @@ class TestHits:
     """Every entry the writer wrote arrived intact (so the sets it named are exactly what it sent)."""
     ended: bool = False
     grouped: bool = False
-    """The writer said its entries were grouped (``GROUPED``), and they all came in one piece."""
-    pieces: int = 0
+    """The writer said its entries were grouped (``GROUPED``), and they all arrived (so in the writer's order)."""
 
     @property
     def hits(self) -> array[int]:
@@ -567,7 +595,6 @@ class RingReader:
         entry.lines.extend(lines)
         entry.files.extend(files)
         entry.received += count
-        entry.pieces += 1
 
     def _end(self, test: TestId, total: int, torn: bool) -> None:
         torn, self._torn_pending = torn or self._torn_pending, False
@@ -578,7 +605,7 @@ class RingReader:
             entry = self.tests[test] = TestHits(complete=True)
         entry.whole = entry.received == total & COUNT_MASK and not torn
         entry.complete = entry.complete and entry.whole and not total & PARTIAL
-        entry.grouped = bool(total & GROUPED) and entry.pieces <= 1
+        entry.grouped = bool(total & GROUPED) and entry.whole
         entry.ended = True
 
 

@@ -388,3 +388,55 @@ def test_lines_outside_any_test_are_sent_plainly() -> None:
     writer.write_sets(1, [(0, collection)])
     assert resolved(feed, reader, 1, names)[:2] == ({"f0.py": [1, 2]}, True)
     assert reader.outside == {0 << 32 | 1, 0 << 32 | 2}
+
+
+@pytest.mark.parametrize("kind", ["map", "set"])
+def test_a_set_a_few_lines_off_a_named_one_travels_as_those_lines(kind: str) -> None:
+    """Regression: a test module's next test re-sent every line its module ran (most of a new set is the
+    module's last set again), or the lines toggled in a named set resolved to the wrong ones. Arms: lines
+    added and removed against the file's last set (a bytes map and a frozenset); a set with more lines
+    changed than kept is sent whole."""
+    writer, reader, feed, names = named_ring()
+
+    def as_kind(lines: set[int]) -> cr.LineSet:
+        if kind == "set":
+            return frozenset(lines)
+        data = bytearray(40)
+        for line in lines:
+            data[line] = 1
+        return bytes(data)
+
+    first = set(range(1, 30))
+    writer.write_sets(1, [(0, as_kind(first))])
+    assert resolved(feed, reader, 1, names)[:2] == ({"f0.py": sorted(first)}, True)
+    before = writer.write
+    second = (first - {3, 4}) | {31}
+    writer.write_sets(2, [(0, as_kind(second))])
+    assert writer.write - before == 1 + 3 + 1 + 1  # BASE, the three lines toggled, NAMED, the end entry
+    assert resolved(feed, reader, 2, names)[:2] == ({"f0.py": sorted(second)}, True)
+    before = writer.write
+    third = {1, 2, 35}
+    writer.write_sets(3, [(0, as_kind(third))])
+    assert writer.write - before == 3 + 1 + 1  # its lines, NAMED, the end entry
+    assert resolved(feed, reader, 3, names)[:2] == ({"f0.py": [1, 2, 35]}, True)
+
+
+def test_lines_toggled_in_a_set_the_reader_never_learnt_are_dropped_and_the_test_is_partial() -> None:
+    """Regression: toggled lines applied to the wrong set, or taken as the test's lines, when the set they
+    refer to came in a test with a torn entry, or the toggling test lost one (a lost toggle would add a
+    line the test never ran). Arms: both intact, the second test is complete and exact; either one torn,
+    the second test is partial and has no line of that file."""
+    for torn in ("none", "base", "toggles"):
+        writer, reader, feed, names = named_ring()
+        writer.write_sets(1, [(0, frozenset(range(1, 20)))])
+        if torn == "base":
+            at = cr.ENTRIES_AT + 3 * 4
+            reader.ring.mm[at : at + 4] = b"\xff\xff\xff\xff"
+        resolved(feed, reader, 1, names)
+        first = writer.write
+        writer.write_sets(2, [(0, frozenset(range(2, 21)))])
+        if torn == "toggles":  # the entry after BASE: one of the two lines toggled
+            at = cr.ENTRIES_AT + (first + 1) * cr.ENTRY + 3 * 4
+            reader.ring.mm[at : at + 4] = b"\xff\xff\xff\xff"
+        two, complete, _ = resolved(feed, reader, 2, names)
+        assert (two, complete) == (({}, False) if torn != "none" else ({"f0.py": list(range(2, 21))}, True)), torn
