@@ -26,17 +26,20 @@ import bisect
 import dataclasses
 import os
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import coverage_ring
-from .coverage_ring import AGAIN, BASE, MARKS, NAME_MASK, NAMED
+from .coverage_ring import AGAIN, BASE, KINDS, MAP, MARKS, NAME_MASK, NAMED
 from .results import NodeId, TestResult
 
 RelPath = str
 Lines = list[int]
 Names = dict[int, tuple[int, "RelPath | None", Lines]]
 """A ring's named line sets (``coverage_ring.NAMED``): name -> (file id, its path, its sorted lines)."""
+TakeMap = Callable[[int, int, int], "bytes | None"]
+"""``RingReader.take_map``: (position, size, sum) -> the line map, or None."""
 
 
 @dataclasses.dataclass
@@ -106,9 +109,15 @@ class CoverageFeed:
         reader = attached.reader
         hits = reader.take(test_id)
         self._keep_outside(reader)
-        naming = attached.names if hits.whole else None  # a name is learnt only from a test that arrived whole
-        result.coverage, unknown = self.resolve(reader.files, hits.unique(), naming, attached.names)
+        result.coverage, unknown = self.resolve_test(reader, hits, attached.names)
         result.coverage_partial = not hits.complete or unknown
+
+    def resolve_test(
+        self, reader: coverage_ring.RingReader, hits: coverage_ring.TestHits, names: Names
+    ) -> tuple[dict[RelPath, Lines], bool]:
+        """A test's lines from its worker's ring (``resolve``), the ring's named sets in ``names``."""
+        naming = names if hits.whole else None  # a name is learnt only from a test that arrived whole
+        return self.resolve(reader.files, hits.unique(), naming, names, reader.take_map)
 
     def release(self, worker: int) -> None:
         """The worker slot ended: last drain, count torn and dropped entries, unmap."""
@@ -152,6 +161,7 @@ class CoverageFeed:
         taken: tuple[array[int], array[int]],
         naming: Names | None = None,
         names: Names | None = None,
+        maps: TakeMap | None = None,
     ) -> tuple[dict[RelPath, Lines], bool]:
         """{rel path: sorted lines} from (lines, file ids) file by file (ascending file ids), each once; True if
         some lines are unknown (a file id with no path, a set name never learnt, marks out of place).
@@ -160,7 +170,8 @@ class CoverageFeed:
         test whose entries all arrived); an ``AGAIN`` mark alone stands for the set ``names`` holds under its
         name, whose list is shared; a ``BASE`` mark first says the lines up to the ``NAMED`` one are toggled
         in the set it names (trusted only in a test whose entries all arrived: a toggled line lost would
-        add a line the test never ran). Lines are sorted here, per new set: the worker's cores would pay more.
+        add a line the test never ran); a ``MAP`` group is a line map in the ring's map area, read with
+        ``maps``. Lines are listed and sorted here, per new set: the worker's time is the test run's.
         """
         lines, file_ids = taken
         out: dict[RelPath, Lines] = {}
@@ -178,8 +189,8 @@ class CoverageFeed:
                 start += 1
                 continue
             end = bisect.bisect_left(file_ids, file_id + 1, start)
-            if lines[end - 1] & MARKS:
-                found = self._named(files, file_id, lines[start:end], naming, names)
+            if first & KINDS == MAP or lines[end - 1] & MARKS:
+                found = self._named(files, file_id, lines[start:end], naming, names, maps)
                 if found is None:
                     unknown = True
                 elif found[2]:
@@ -198,18 +209,38 @@ class CoverageFeed:
         return out, unknown
 
     def _named(
-        self, files: dict[int, str], file_id: int, group: array[int], naming: Names | None, names: Names | None
+        self,
+        files: dict[int, str],
+        file_id: int,
+        group: array[int],
+        naming: Names | None,
+        names: Names | None,
+        maps: TakeMap | None = None,
     ) -> tuple[int, RelPath | None, Lines] | None:
-        """A file's lines ending in a ``NAMED`` mark (after a ``BASE`` mark, the lines toggled in that set):
-        (file id, path, sorted lines), learnt into ``naming``; None when they cannot be trusted."""
+        """A file's new set: its lines (after a ``BASE`` mark, the lines toggled in that set; or a ``MAP``
+        group) and, last, a ``NAMED`` mark (a map's may lack it): (file id, path, sorted lines), learnt into
+        ``naming``; None when they cannot be trusted."""
         mark, base = group[-1], group[0]
-        if mark & MARKS != NAMED or (len(group) > 1 and group[-2] & MARKS):
+        if base & KINDS == MAP:
+            if len(group) == 3:
+                mark = 0  # no name left to give it
+            elif len(group) != 4 or mark & KINDS != NAMED:
+                return None
+        elif mark & KINDS != NAMED or (len(group) > 1 and group[-2] & MARKS):
             return None  # an AGAIN after lines, or two marks: not what a writer sends
         path = files.get(file_id)
         rel = self.rel(path) if path is not None else None
         if rel is None:
             return None
-        if base & MARKS == BASE:
+        if base & KINDS == MAP:
+            data = maps(group[1], base & NAME_MASK, group[2]) if maps is not None else None
+            if data is None:
+                return None
+            found = coverage_ring.line_numbers(data)
+            if found and found[0] == 0:
+                del found[0]  # an empty module's lone instruction (see _sorted)
+            entry = (file_id, rel, found)
+        elif base & KINDS == BASE:
             known = names.get(base & NAME_MASK) if naming is not None and names is not None else None
             if known is None or known[0] != file_id or len(group) < 3:
                 return None
@@ -219,7 +250,7 @@ class CoverageFeed:
             entry = (file_id, rel, sorted(toggled))
         else:
             entry = (file_id, rel, self._sorted(group[:-1]))
-        if naming is not None:
+        if naming is not None and mark:
             naming[mark & NAME_MASK] = entry
         return entry
 

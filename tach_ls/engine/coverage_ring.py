@@ -17,14 +17,16 @@ side unmaps it. Passing the descriptor works across PID and mount namespaces
 Layout (little-endian; each header field the two sides write on its own
 64-byte cache line, so the writer's stores never bounce the reader's line)::
 
-    0    magic "TCR1", version, entry size, capacity (entries), table offset, table size
+    0    magic "TCR1", version, entry size, capacity (entries), table offset, table size, map area offset and size
     64   write index (u64): entries published by the writer, counted from 0, never wrapped
     128  read index (u64): entries consumed by the reader
     192  overflow (u64): entries the writer dropped because the ring was full
     256  table end (u64): bytes of the file table published by the writer
-    320  entries: capacity x 16 bytes, entry i at slot i % capacity:
+    320  map read index (u64): bytes of the map area the reader is done with, counted from 0, never wrapped
+    384  entries: capacity x 16 bytes, entry i at slot i % capacity:
              u32 line, u32 file id, u32 test id, u32 check (see ``checks``)
     ...  file table: (u32 file id, u32 length, UTF-8 path) records padded to 8 bytes
+    ...  map area (a power of two bytes): line maps, byte i of a map set when line i ran (see ``MAP``)
 
 A test's hits are written in one go at the end of the test (``write_test``):
 its line entries, then one end entry (file id ``END``, line = how many hits
@@ -36,6 +38,15 @@ entries are copied first and the write index is published after, so the
 reader never reads a slot before it is whole. Test boundaries are therefore
 in the data itself: an end entry closes its test id; test id 0 collects lines
 run outside any test (collection in spawn mode, hooks between tests).
+
+Line maps (``write_sets``, the probes' sets): a file's new set goes into the
+map area as it was taken, a byte per line, with three entries: ``MAP |
+length``, its position in the area (the writer's map index, modulo 2**32)
+and its ``zlib.adler32``; the supervisor turns it into line numbers. So the
+worker, whose time is the test run's, copies bytes instead of listing the
+lines. The reader checks the sum when it copies the map out, then lets the
+writer reuse the room (map read index); a map whose room the writer has not
+got is sent as line entries instead.
 
 Named line sets (``write_sets``): most tests of a batch run the same lines
 of a file as an earlier test did (Click's suite: 71% of its line hits, in
@@ -79,19 +90,21 @@ import mmap
 import operator
 import os
 import struct
+import zlib
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 MAGIC = 0x31524354  # b"TCR1"
-VERSION = 3
+VERSION = 4
 CACHE_LINE = 64
 ENTRY = 16
 WRITE_AT = 64
 READ_AT = 128
 OVERFLOW_AT = 192
 TABLE_END_AT = 256
-ENTRIES_AT = 320
+MAP_READ_AT = 320
+ENTRIES_AT = 384
 END = 0xFFFFFFFF
 """File id of a test's end entry."""
 PARTIAL = 0x80000000
@@ -107,15 +120,23 @@ AGAIN = 0x40000000
 BASE = NAMED | AGAIN
 """Both flags, first in a file's new named set: the set is the named set ``line & NAME_MASK`` with the lines
 that follow (up to the ``NAMED`` entry) toggled: added where it lacked them, removed where it had them."""
+MAP = NAMED | AGAIN | 1 << 29
+"""First of a new set's three entries when it travels as a line map: ``MAP | length``, then the map's position
+in the map area, then its ``zlib.adler32`` (line fields; all three carry the file's id)."""
 MARKS = NAMED | AGAIN
-NAME_MASK = AGAIN - 1
+KINDS = MAP
+"""``line & KINDS`` tells a mark's kind: ``NAMED``, ``AGAIN``, ``BASE`` or ``MAP``; 0 for a line."""
+NAME_MASK = (1 << 29) - 1
 STAMP_MODULO = 0xFFFFFFFF
 DEFAULT_CAPACITY = 1 << 18
 """Entries per ring (4 MiB); a test needs one per distinct line it ran."""
 DEFAULT_TABLE = 4 << 20
 """Bytes for the file table (the memfd is sparse: untouched pages cost nothing)."""
+DEFAULT_MAPS = 4 << 20
+"""Bytes for line maps (a power of two; a test's new sets take a byte per line of their files)."""
+POSITION_MASK = 0xFFFFFFFF
 
-_HEADER = struct.Struct("<IIIIQQQ")
+_HEADER = struct.Struct("<IIIIQQQQQ")
 _U64 = struct.Struct("<Q")
 _FILE = struct.Struct("<II")
 
@@ -148,14 +169,22 @@ class Ring:
     def __init__(self, fd: int, mm: mmap.mmap) -> None:
         self.fd = fd
         self.mm = mm
-        magic, version, entry, _, capacity, table_at, table_size = _HEADER.unpack_from(mm, 0)
+        magic, version, entry, _, capacity, table_at, table_size, maps_at, maps_size = _HEADER.unpack_from(mm, 0)
         if magic != MAGIC or version != VERSION or entry != ENTRY:
             raise RingError(f"not a tach-ls coverage ring (magic {magic:#x}, version {version})")
-        if table_at + table_size > len(mm) or table_at < ENTRIES_AT + capacity * ENTRY:
+        if (
+            table_at < ENTRIES_AT + capacity * ENTRY
+            or maps_at < table_at + table_size
+            or maps_at + maps_size > len(mm)
+            or maps_size & (maps_size - 1)
+            or maps_size > 1 << 30
+        ):
             raise RingError("coverage ring header does not fit its mapping")
         self.capacity = capacity
         self.table_at = table_at
         self.table_size = table_size
+        self.maps_at = maps_at
+        self.maps_size = maps_size
         # The indexes are read and written as whole aligned 8-byte words (one load, one store):
         # struct's little-endian formats go byte by byte and another process could see half a store.
         self._words = memoryview(mm).cast("B").cast("Q")
@@ -178,10 +207,13 @@ class Ring:
         self.mm.close()
 
 
-def create(capacity: int = DEFAULT_CAPACITY, table_bytes: int = DEFAULT_TABLE) -> Ring:
+def create(capacity: int = DEFAULT_CAPACITY, table_bytes: int = DEFAULT_TABLE, map_bytes: int = DEFAULT_MAPS) -> Ring:
     """A new zeroed ring in a memfd (done before the fork, so the child inherits the mapping)."""
+    if map_bytes & (map_bytes - 1) or map_bytes > 1 << 30:
+        raise ValueError(f"map area of {map_bytes} bytes: a power of two up to 1 GiB")
     table_at = ENTRIES_AT + capacity * ENTRY
-    size = -(-(table_at + table_bytes) // mmap.PAGESIZE) * mmap.PAGESIZE
+    maps_at = -(-(table_at + table_bytes) // mmap.PAGESIZE) * mmap.PAGESIZE
+    size = -(-(maps_at + map_bytes) // mmap.PAGESIZE) * mmap.PAGESIZE
     fd = os.memfd_create("tach-ls-coverage", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, size)
@@ -189,7 +221,7 @@ def create(capacity: int = DEFAULT_CAPACITY, table_bytes: int = DEFAULT_TABLE) -
     except BaseException:
         os.close(fd)
         raise
-    _HEADER.pack_into(mm, 0, MAGIC, VERSION, ENTRY, 0, capacity, table_at, size - table_at)
+    _HEADER.pack_into(mm, 0, MAGIC, VERSION, ENTRY, 0, capacity, table_at, maps_at - table_at, maps_at, map_bytes)
     return Ring(fd, mm)
 
 
@@ -270,6 +302,8 @@ class RingWriter:
         self.named = 0
         self.last: dict[FileId, tuple[LineSet, int]] = {}
         """File id -> the set its last test ran, and that set's name."""
+        self.map_write = 0
+        """Bytes written to the map area, counted from 0, never wrapped."""
 
     def publish_files(self, paths: Sequence[str]) -> None:
         """Add ``paths[i]`` as file id ``i`` for every id not published yet."""
@@ -341,12 +375,16 @@ class RingWriter:
                 continue
             before = len(lines)
             naming = self.named < NAME_MASK
-            changed = _changed(previous[0], seen) if previous is not None and naming else None
-            if changed is not None:  # the file's last set with a few lines toggled: most often, a test module's
-                lines.append(BASE | previous[1])  # type: ignore[index]
-                lines.fromlist(changed)
+            if type(seen) is bytes and self._has_room(len(seen)):
+                lines.extend((MAP | len(seen), self._put_map(seen), zlib.adler32(seen)))
+                changed = None
             else:
-                lines.fromlist(line_numbers(seen))
+                changed = _changed(previous[0], seen) if previous is not None and naming else None
+                if changed is not None:  # the file's last set, a few lines toggled: most often, a test module's
+                    lines.append(BASE | previous[1])  # type: ignore[index]
+                    lines.fromlist(changed)
+                else:
+                    lines.fromlist(line_numbers(seen))
             count = len(lines) - before
             if naming:
                 self.named += 1
@@ -362,6 +400,22 @@ class RingWriter:
                 del names[key]
                 last.pop(key[0], None)
         return dropped
+
+    def _has_room(self, size: int) -> bool:
+        """Room in the map area for a map of ``size`` bytes (the reader frees it as it copies maps out)."""
+        return size <= self.ring.maps_size - (self.map_write - self.ring.load(MAP_READ_AT)) and size < 1 << 29
+
+    def _put_map(self, data: bytes) -> int:
+        """Copy a line map into the map area; its position there, modulo 2**32 (what its entry says)."""
+        ring = self.ring
+        position = self.map_write
+        at = position & (ring.maps_size - 1)
+        first = min(len(data), ring.maps_size - at)
+        ring.mm[ring.maps_at + at : ring.maps_at + at + first] = data[:first]
+        if first < len(data):
+            ring.mm[ring.maps_at : ring.maps_at + len(data) - first] = data[first:]
+        self.map_write += len(data)
+        return position & POSITION_MASK
 
     def _copy(self, data: memoryview) -> None:
         ring = self.ring
@@ -416,10 +470,20 @@ class TestHits:
         return pack(self.lines, self.files)
 
     def unique(self) -> tuple[array[int], array[int]]:
-        """(lines, file ids) file by file in ascending file id order, each once (lines within a file in any order)."""
+        """(lines, file ids) file by file in ascending file id order, each once (lines within a file in any order).
+
+        A test that did not arrive whole loses its line maps: their entries
+        only mean something in the order they were written.
+        """
         if self.grouped:
             return self.lines, self.files
-        return unpack(array("Q", sorted(set(self.hits))))
+        lines, files = self.lines, self.files
+        maps = [at for at, line in enumerate(lines) if line & KINDS == MAP]
+        if maps:
+            drop = {at + step for at in maps for step in range(3) if at + step < len(lines) and files[at + step] == files[at]}
+            keep = [at for at in range(len(lines)) if at not in drop]
+            lines, files = array("I", [lines[at] for at in keep]), array("I", [files[at] for at in keep])
+        return unpack(array("Q", sorted(set(pack(lines, files)))))
 
 
 def pack(lines: array[int], files: array[int]) -> array[int]:
@@ -452,6 +516,7 @@ class RingReader:
         """Entries dropped because they were torn: a bad stamp, or written past the index by a writer that died."""
         self.broken = False
         """The header's indexes made no sense: nothing more is read, every open test is partial."""
+        self.map_read = ring.load(MAP_READ_AT)
         self._torn_pending = False
 
     @property
@@ -486,6 +551,24 @@ class RingReader:
         found.complete = found.complete and found.ended and not self.broken
         found.whole = found.whole and found.ended and not self.broken
         return found
+
+    def take_map(self, position: int, size: int, check: int) -> bytes | None:
+        """A line map from the map area (``position`` modulo 2**32, as its entry says), its room freed for the
+        writer; None if it is not there intact (its sum differs, or its room may have been written again)."""
+        ring = self.ring
+        start = self.map_read + ((position - self.map_read) & POSITION_MASK)
+        if start + size - self.map_read > ring.maps_size or self.broken:
+            return None  # before what was freed already, or past what the writer may write: not trustworthy
+        at = start & (ring.maps_size - 1)
+        first = min(size, ring.maps_size - at)
+        data = bytes(ring.mm[ring.maps_at + at : ring.maps_at + at + first])
+        if first < size:
+            data += bytes(ring.mm[ring.maps_at : ring.maps_at + size - first])
+        if zlib.adler32(data) != check:
+            return None
+        self.map_read = start + size
+        ring.store(MAP_READ_AT, self.map_read)
+        return data
 
     def finish(self) -> int:
         """Last drain once the writer is gone: count the slots it was killed in the middle of; returns torn."""

@@ -86,7 +86,7 @@ DRIVER = textwrap.dedent(
         call()
         collector.end_test(test)
         got = reader.take(test)
-        found, unknown = feed.resolve(reader.files, got.unique(), names if got.whole else None, names)
+        found, unknown = feed.resolve_test(reader, got, names)
         tests[test] = {{"complete": got.complete and not unknown,
                        "lines": sorted((rel.rsplit("/", 1)[-1], n) for rel, lines in found.items() for n in lines)}}
     print(json.dumps({{"name": collector.name, "note": collector.note, "outside": outside, "tests": tests,

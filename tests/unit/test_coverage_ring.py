@@ -41,8 +41,8 @@ def write(writer: cr.RingWriter, test: int) -> int:
     return writer.write_test(test, array("I", [p[1] for p in pairs]), array("I", [p[0] for p in pairs]))
 
 
-def new_ring(capacity: int) -> tuple[cr.RingWriter, cr.RingReader]:
-    ring = cr.create(capacity, table_bytes=4096)
+def new_ring(capacity: int, map_bytes: int = 4096) -> tuple[cr.RingWriter, cr.RingReader]:
+    ring = cr.create(capacity, table_bytes=4096, map_bytes=map_bytes)
     writer = cr.RingWriter(ring)
     writer.publish_files(FILES)
     return writer, cr.RingReader(ring)
@@ -308,12 +308,12 @@ Names = dict[int, Any]
 
 def resolved(feed: CoverageFeed, reader: cr.RingReader, test: int, names: Names) -> tuple[dict[str, list[int]], bool, bool]:
     got = reader.take(test)
-    found, unknown = feed.resolve(reader.files, got.unique(), names if got.whole else None, names)
+    found, unknown = feed.resolve_test(reader, got, names)
     return found, got.complete and not unknown, got.whole
 
 
-def named_ring(capacity: int = 1 << 12) -> tuple[cr.RingWriter, cr.RingReader, CoverageFeed, Names]:
-    writer, reader = new_ring(capacity)
+def named_ring(capacity: int = 1 << 12, map_bytes: int = 4096) -> tuple[cr.RingWriter, cr.RingReader, CoverageFeed, Names]:
+    writer, reader = new_ring(capacity, map_bytes)
     return writer, reader, CoverageFeed(Path("/w")), {}
 
 
@@ -328,7 +328,7 @@ def test_a_set_run_again_travels_as_one_entry_and_resolves_to_the_same_list() ->
     assert one == {"f0.py": [1, 2, 3], "f1.py": [1, 3]} and complete
     before = writer.write
     assert writer.write_sets(2, [(0, frozenset({1, 2, 3})), (1, bytes([0, 0, 1]))]) == 0
-    assert writer.write - before == 1 + 1 + 1 + 1  # AGAIN, a line, NAMED, the end entry
+    assert writer.write - before == 1 + 3 + 1 + 1  # AGAIN, the map's three entries, NAMED, the end entry
     two, complete, _ = resolved(feed, reader, 2, names)
     assert two == {"f0.py": [1, 2, 3], "f1.py": [2]} and complete
     assert two["f0.py"] is one["f0.py"]
@@ -394,9 +394,9 @@ def test_lines_outside_any_test_are_sent_plainly() -> None:
 def test_a_set_a_few_lines_off_a_named_one_travels_as_those_lines(kind: str) -> None:
     """Regression: a test module's next test re-sent every line its module ran (most of a new set is the
     module's last set again), or the lines toggled in a named set resolved to the wrong ones. Arms: lines
-    added and removed against the file's last set (a bytes map and a frozenset); a set with more lines
-    changed than kept is sent whole."""
-    writer, reader, feed, names = named_ring()
+    added and removed against the file's last set (a frozenset, and a bytes map the map area has no room
+    for); a set with more lines changed than kept is sent whole."""
+    writer, reader, feed, names = named_ring(map_bytes=1)
 
     def as_kind(lines: set[int]) -> cr.LineSet:
         if kind == "set":
@@ -440,3 +440,86 @@ def test_lines_toggled_in_a_set_the_reader_never_learnt_are_dropped_and_the_test
             reader.ring.mm[at : at + 4] = b"\xff\xff\xff\xff"
         two, complete, _ = resolved(feed, reader, 2, names)
         assert (two, complete) == (({}, False) if torn != "none" else ({"f0.py": list(range(2, 21))}, True)), torn
+
+
+
+# -- line maps -------------------------------------------------------------------------------
+
+
+def line_map(lines: set[int], size: int = 40) -> bytes:
+    data = bytearray(size)
+    for line in lines:
+        data[line] = 1
+    return bytes(data)
+
+
+def test_a_new_map_travels_as_bytes_and_reads_back_as_its_lines() -> None:
+    """Regression: a map's lines listed in the worker (the cost this saves), or read back from the wrong
+    place, or with line 0 (an empty module's lone instruction). Arms: a new map (three entries and NAMED),
+    the same map again (one AGAIN entry, the same list), a map with line 0."""
+    writer, reader, feed, names = named_ring()
+    writer.write_sets(1, [(0, line_map({0, 3, 7, 39})), (1, line_map({2}))])
+    assert writer.write == 2 * (3 + 1) + 1 and writer.map_write == 80
+    one, complete, _ = resolved(feed, reader, 1, names)
+    assert one == {"f0.py": [3, 7, 39], "f1.py": [2]} and complete
+    writer.write_sets(2, [(0, line_map({0, 3, 7, 39}))])
+    two, complete, _ = resolved(feed, reader, 2, names)
+    assert two == {"f0.py": [3, 7, 39]} and complete and two["f0.py"] is one["f0.py"]
+    assert writer.write == 9 + 2 and reader.map_read == 80 == reader.ring.load(cr.MAP_READ_AT)
+
+
+def test_maps_wrap_around_the_map_area_and_wait_for_room() -> None:
+    """Regression: a map that runs past the end of the area read back cut or shifted, or a map written over
+    one the reader had not copied out yet. Arms: maps written and read one by one go round the area
+    several times; maps written with the reader away go as line entries once the area is full."""
+    writer, reader, feed, names = named_ring(map_bytes=64)
+    for test in range(1, 8):  # 40-byte maps in a 64-byte area: most of them straddle its end
+        lines = {test, 10 + test, 39}
+        writer.write_sets(test, [(test % 2, line_map(lines))])
+        assert resolved(feed, reader, test, names)[:2] == ({f"f{test % 2}.py": sorted(lines)}, True), test
+    assert writer.map_write == 7 * 40
+    first, second = {1, 2}, {3, 4}
+    writer.write_sets(8, [(2, line_map(first))])  # room for one map only, until the reader copies it out
+    mapped = writer.map_write
+    writer.write_sets(9, [(3, line_map(second))])
+    assert writer.map_write == mapped  # no room: its lines went as entries
+    assert resolved(feed, reader, 8, names)[:2] == ({"f2.py": [1, 2]}, True)
+    assert resolved(feed, reader, 9, names)[:2] == ({"f3.py": [3, 4]}, True)
+
+
+@pytest.mark.parametrize("damage", ["none", "map", "freed"])
+def test_a_map_not_intact_is_dropped_and_its_test_is_partial(damage: str) -> None:
+    """Regression: a map whose bytes changed after it was written (torn, or written over once its room was
+    freed) read as the test's lines. Arms: intact; a byte of it changed; taken after a later map freed its
+    room. The test is partial with no line of that file, never wrong."""
+    writer, reader, feed, names = named_ring()
+    writer.write_sets(1, [(0, line_map({1, 2})), (1, line_map({5}))])
+    writer.write_sets(2, [(2, line_map({9}))])
+    if damage == "map":
+        at = reader.ring.maps_at + 3
+        reader.ring.mm[at : at + 1] = b"\x01"
+    if damage == "freed":
+        resolved(feed, reader, 2, names)
+    got, complete, _ = resolved(feed, reader, 1, names)
+    if damage == "none":
+        assert (got, complete) == ({"f0.py": [1, 2], "f1.py": [5]}, True)
+    else:
+        assert not complete and got.get("f0.py") is None
+        assert got.get("f1.py") in (None, [5])
+
+
+def test_a_test_that_did_not_arrive_whole_keeps_its_lines_and_drops_its_maps() -> None:
+    """Regression: a torn test's map entries sorted with its lines, so a map's position or sum came out as a
+    line number. Arms: the same test whole, then with one line entry torn: partial, its maps gone, no
+    number that is not one of its lines."""
+    for torn in (False, True):
+        writer, reader, feed, names = named_ring()
+        writer.write_sets(1, [(0, frozenset({4, 5})), (1, line_map({7, 8}))])
+        if torn:
+            at = cr.ENTRIES_AT + 3 * 4  # the check word of line 4's entry
+            reader.ring.mm[at : at + 4] = b"\xff\xff\xff\xff"
+        got, complete, _ = resolved(feed, reader, 1, names)
+        if torn:
+            assert not complete and got == {"f0.py": [5]}
+        else:
+            assert complete and got == {"f0.py": [4, 5], "f1.py": [7, 8]}
