@@ -20,6 +20,8 @@ Server side (the tach-ls process):
 - ``interpreter``: find and check the project interpreter.
 - ``coverage_feed``: workers' coverage rings mapped and drained, each test's
   lines onto its ``TestResult``, each run's ``RunCoverage``.
+- ``ring_reader``: the supervisor's end of a coverage ring: entries grouped
+  by test, line maps copied out.
 
 Zygote side (the project's interpreter; stdlib + pytest only):
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import coverage_ring
+from . import coverage_ring, ring_reader
 from .coverage_ring import AGAIN, BASE, KINDS, MAP, MARKS, NAME_MASK, NAMED
 from .results import NodeId, TestResult
 
@@ -39,7 +39,7 @@ Lines = list[int]
 Names = dict[int, tuple[int, "RelPath | None", Lines]]
 """A ring's named line sets (``coverage_ring.NAMED``): name -> (file id, its path, its sorted lines)."""
 TakeMap = Callable[[int, int, int], "bytes | None"]
-"""``RingReader.take_map``: (position, size, sum) -> the line map, or None."""
+"""``ring_reader.RingReader.take_map``: (position, size, sum) -> the line map, or None."""
 
 
 @dataclasses.dataclass
@@ -57,7 +57,7 @@ class RunCoverage:
 
 @dataclasses.dataclass
 class _Attached:
-    reader: coverage_ring.RingReader
+    reader: ring_reader.RingReader
     pid: int
     names: Names = dataclasses.field(default_factory=dict)
     """Every test that ran a named set again shares its list."""
@@ -86,7 +86,7 @@ class CoverageFeed:
         old = self.rings.pop(worker, None)
         if old is not None:
             old.reader.ring.close()
-        self.rings[worker] = _Attached(coverage_ring.RingReader(ring), pid)
+        self.rings[worker] = _Attached(ring_reader.RingReader(ring), pid)
 
     def base(self, generation: int, files: dict[str, list[int]]) -> None:
         """Lines a collected layer ran outside tests; a newer generation replaces the older's."""
@@ -113,7 +113,7 @@ class CoverageFeed:
         result.coverage_partial = not hits.complete or unknown
 
     def resolve_test(
-        self, reader: coverage_ring.RingReader, hits: coverage_ring.TestHits, names: Names
+        self, reader: ring_reader.RingReader, hits: ring_reader.TestHits, names: Names
     ) -> tuple[dict[RelPath, Lines], bool]:
         """A test's lines from its worker's ring (``resolve``), the ring's named sets in ``names``."""
         naming = names if hits.whole else None  # a name is learnt only from a test that arrived whole
@@ -261,10 +261,10 @@ class CoverageFeed:
             del found[0]  # an empty module's lone instruction: not a source line (coverage.py drops it too)
         return found
 
-    def _keep_outside(self, reader: coverage_ring.RingReader) -> None:
+    def _keep_outside(self, reader: ring_reader.RingReader) -> None:
         if not reader.outside:
             return
-        found, _ = self.resolve(reader.files, coverage_ring.unpack(array("Q", sorted(reader.outside))))
+        found, _ = self.resolve(reader.files, ring_reader.unpack(array("Q", sorted(reader.outside))))
         reader.outside.clear()
         for rel, lines in found.items():
             self.outside.setdefault(rel, set()).update(lines)

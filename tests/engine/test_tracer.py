@@ -52,7 +52,7 @@ DRIVER = textwrap.dedent(
     """\
     import json, sys
     sys.path.insert(0, {repo!r})
-    from tach_ls.engine import coverage_feed, coverage_ring, tracer
+    from tach_ls.engine import coverage_feed, coverage_ring, ring_reader, tracer
 
     root, core = sys.argv[1], sys.argv[2]
     options = json.loads(sys.argv[3])
@@ -74,7 +74,7 @@ DRIVER = textwrap.dedent(
     outside = collector.take_outside()
     ring = collector.new_ring()
     collector.attach(ring)
-    reader = coverage_ring.RingReader(ring)
+    reader = ring_reader.RingReader(ring)
     feed, names = coverage_feed.CoverageFeed(root), {{}}
     plan = [lambda: scratch.branch(1), lambda: scratch.branch(-1), lambda: scratch.branch(1),
             lambda: scratch.loop(3), lambda: scratch.in_thread(), lambda: None]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tach_ls import coverage_data
-from tach_ls.engine import coverage_ring, tracer
+from tach_ls.engine import coverage_ring, ring_reader, tracer
 from tach_ls.engine.coverage_feed import CoverageFeed, RunCoverageBuilder
 from tach_ls.engine.results import Status, TestResult
 from tach_ls.report import lcov
@@ -32,7 +32,7 @@ def test_resolve_groups_hits_by_file_and_flags_unknown_ids(tmp_path: Path) -> No
     hits = {0 << 32 | 3, 0 << 32 | 1, 1 << 32 | 7, 1 << 32 | 2}
 
     def packed(found: set[int]) -> tuple[array[int], array[int]]:
-        return coverage_ring.unpack(array("Q", sorted(found)))
+        return ring_reader.unpack(array("Q", sorted(found)))
 
     assert feed.resolve(files, packed(hits)) == ({"a.py": [1, 3], "pkg/b.py": [2, 7]}, False)
     assert feed.resolve(files, packed(hits | {2 << 32 | 1})) == ({"a.py": [1, 3], "pkg/b.py": [2, 7]}, True)  # outside the root

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tach_ls.engine import coverage_ring as cr
+from tach_ls.engine import ring_reader
 from tach_ls.engine.coverage_feed import CoverageFeed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,11 +42,11 @@ def write(writer: cr.RingWriter, test: int) -> int:
     return writer.write_test(test, array("I", [p[1] for p in pairs]), array("I", [p[0] for p in pairs]))
 
 
-def new_ring(capacity: int, map_bytes: int = 4096) -> tuple[cr.RingWriter, cr.RingReader]:
+def new_ring(capacity: int, map_bytes: int = 4096) -> tuple[cr.RingWriter, ring_reader.RingReader]:
     ring = cr.create(capacity, table_bytes=4096, map_bytes=map_bytes)
     writer = cr.RingWriter(ring)
     writer.publish_files(FILES)
-    return writer, cr.RingReader(ring)
+    return writer, ring_reader.RingReader(ring)
 
 
 @pytest.mark.parametrize("capacity", [1 << 12, 16], ids=["no-wrap", "wraps"])
@@ -110,7 +111,7 @@ def test_a_test_whose_end_entry_was_dropped_is_partial() -> None:
 def test_unknown_file_id_and_full_table_mark_partial() -> None:
     """Regression: hits of a file whose path never reached the table resolved to nothing, silently."""
     ring = cr.create(64, table_bytes=64)
-    writer, reader = cr.RingWriter(ring), cr.RingReader(ring)
+    writer, reader = cr.RingWriter(ring), ring_reader.RingReader(ring)
     writer.publish_files(["/w/a.py", "/w/" + "b" * ring.table_size + ".py"])  # the second does not fit the table
     assert writer.table_full and writer.files_published == 1
     writer.write_test(1, array("I", [3]), array("I", [0]))
@@ -195,7 +196,7 @@ def spawn_writer(ring: cr.Ring, mode: str, count: int, tmp_path: Path) -> subpro
     )
 
 
-def drain_until_exit(reader: cr.RingReader, proc: subprocess.Popen[bytes], bound: float = 30.0) -> dict[int, cr.TestHits]:
+def drain_until_exit(reader: ring_reader.RingReader, proc: subprocess.Popen[bytes], bound: float = 30.0) -> dict[int, ring_reader.TestHits]:
     """Drain concurrently while the writer runs; every test id seen so far, taken."""
     deadline = time.monotonic() + bound
     while proc.poll() is None:
@@ -297,7 +298,7 @@ def test_grouped_hits_are_taken_as_they_are_and_others_are_sorted(grouped: bool)
     writer.write_test(1, lines, files, grouped=grouped)
     got = reader.take(1)
     assert got.complete and got.grouped is grouped
-    assert list(cr.pack(*got.unique())) == ([9, 3, 4 << 32 | 2] if grouped else [3, 9, 4 << 32 | 2])
+    assert list(ring_reader.pack(*got.unique())) == ([9, 3, 4 << 32 | 2] if grouped else [3, 9, 4 << 32 | 2])
 
 
 # -- named line sets -------------------------------------------------------------------------
@@ -306,13 +307,13 @@ def test_grouped_hits_are_taken_as_they_are_and_others_are_sorted(grouped: bool)
 Names = dict[int, Any]
 
 
-def resolved(feed: CoverageFeed, reader: cr.RingReader, test: int, names: Names) -> tuple[dict[str, list[int]], bool, bool]:
+def resolved(feed: CoverageFeed, reader: ring_reader.RingReader, test: int, names: Names) -> tuple[dict[str, list[int]], bool, bool]:
     got = reader.take(test)
     found, unknown = feed.resolve_test(reader, got, names)
     return found, got.complete and not unknown, got.whole
 
 
-def named_ring(capacity: int = 1 << 12, map_bytes: int = 4096) -> tuple[cr.RingWriter, cr.RingReader, CoverageFeed, Names]:
+def named_ring(capacity: int = 1 << 12, map_bytes: int = 4096) -> tuple[cr.RingWriter, ring_reader.RingReader, CoverageFeed, Names]:
     writer, reader = new_ring(capacity, map_bytes)
     return writer, reader, CoverageFeed(Path("/w")), {}
 
