@@ -57,5 +57,6 @@ Zygote side (the project's interpreter; stdlib + pytest only):
   taken from per-file sets; ``bytecode``: the rewrite itself (decode, place
   probes, re-encode jumps, exception and location tables).
 - ``coverage_ring``: the shared-memory ring (a memfd made before each fork)
-  that carries a worker's line hits to the supervisor; its reader too.
+  that carries a worker's line hits to the supervisor, and its writer (the reader,
+  ``ring_reader``, is server side).
 """
