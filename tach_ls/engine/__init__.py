@@ -54,7 +54,7 @@ Zygote side (the project's interpreter; stdlib + pytest only):
   inherited by workers.
 - ``probes``: the probe backend: workspace code objects rewritten as they
   load (import, pytest's assertion rewriter, ``compile``), a test's lines
-  taken from per-file sets; ``bytecode``: the rewrite itself (decode, place
+  taken from one byte map; ``bytecode``: the rewrite itself (decode, place
   probes, re-encode jumps, exception and location tables).
 - ``coverage_ring``: the shared-memory ring (a memfd made before each fork)
   that carries a worker's line hits to the supervisor, and its writer (the reader,
