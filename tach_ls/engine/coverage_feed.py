@@ -36,6 +36,8 @@ from .results import NodeId, TestResult
 
 RelPath = str
 Lines = list[int]
+MAP_CACHE = 64 << 20
+"""Bytes of line maps ``CoverageFeed`` keeps with their lines (then it starts again)."""
 Names = dict[int, tuple[int, "RelPath | None", Lines]]
 """A ring's named line sets (``coverage_ring.NAMED``): name -> (file id, its path, its sorted lines)."""
 TakeMap = Callable[[int, int, int], "bytes | None"]
@@ -73,6 +75,10 @@ class CoverageFeed:
         self.outside: dict[RelPath, set[int]] = {}
         self.notes: list[str] = []
         self._rel: dict[str, RelPath | None] = {}
+        self._map_lines: dict[bytes, Lines] = {}
+        """Line maps -> their lines, across rings and runs: every worker and every run of the same tests sends
+        the same maps, and listing a map's lines is most of what a new set costs here."""
+        self._map_bytes = 0
 
     # -- messages --------------------------------------------------------------------
 
@@ -236,10 +242,7 @@ class CoverageFeed:
             data = maps(group[1], base & NAME_MASK, group[2]) if maps is not None else None
             if data is None:
                 return None
-            found = coverage_ring.line_numbers(data)
-            if found and found[0] == 0:
-                del found[0]  # an empty module's lone instruction (see _sorted)
-            entry = (file_id, rel, found)
+            entry = (file_id, rel, self._lines_of_map(data))
         elif base & KINDS == BASE:
             known = names.get(base & NAME_MASK) if naming is not None and names is not None else None
             if known is None or known[0] != file_id or len(group) < 3:
@@ -253,6 +256,20 @@ class CoverageFeed:
         if naming is not None and mark:
             naming[mark & NAME_MASK] = entry
         return entry
+
+    def _lines_of_map(self, data: bytes) -> Lines:
+        """The lines a map marks (shared with every set that had this map: never to be changed)."""
+        found = self._map_lines.get(data)
+        if found is None:
+            found = coverage_ring.line_numbers(data)
+            if found and found[0] == 0:
+                del found[0]  # an empty module's lone instruction (see _sorted)
+            if self._map_bytes + len(data) > MAP_CACHE:
+                self._map_lines.clear()
+                self._map_bytes = 0
+            self._map_lines[data] = found
+            self._map_bytes += len(data)
+        return found
 
     @staticmethod
     def _sorted(lines: array[int]) -> Lines:

@@ -22,6 +22,7 @@ import pytest
 
 from tach_ls.engine import coverage_ring as cr
 from tach_ls.engine import ring_reader
+from tach_ls.engine import coverage_feed
 from tach_ls.engine.coverage_feed import CoverageFeed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -524,3 +525,23 @@ def test_a_test_that_did_not_arrive_whole_keeps_its_lines_and_drops_its_maps() -
             assert not complete and got == {"f0.py": [5]}
         else:
             assert complete and got == {"f0.py": [4, 5], "f1.py": [7, 8]}
+
+
+def test_a_map_any_ring_sent_before_is_not_listed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: every worker's ring, and every run, listed the lines of the same maps again (most of what
+    a new set costs the supervisor). Arms: a second ring sending the same map gets the same list; past the
+    cache's budget the map is listed again, to the same lines."""
+    feed = CoverageFeed(Path("/w"))
+    lists = []
+    for ring_number in range(3):
+        writer, reader = new_ring(64)
+        if ring_number == 2:  # another map comes first, and past the budget the cache starts again
+            monkeypatch.setattr(coverage_feed, "MAP_CACHE", 0)
+            writer.write_sets(1, [(0, line_map({7}))])
+            assert feed.resolve_test(reader, reader.take(1), {}) == ({"f0.py": [7]}, False)
+        writer.write_sets(2, [(0, line_map({2, 5}))])
+        found, unknown = feed.resolve_test(reader, reader.take(2), {})
+        assert not unknown
+        lists.append(found["f0.py"])
+    assert lists[0] == lists[1] == lists[2] == [2, 5]
+    assert lists[1] is lists[0] and lists[2] is not lists[0]
