@@ -22,13 +22,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 if [ "$with_test" = 1 ]; then
   echo "== pip install -e .[test]"
   "$PY" -m pip install -q -e ".[test]"
-  # Engine tests run the project side under 3.11 and 3.12 (sys.monitoring differs):
+  # Engine tests run the project side under 3.11 and 3.12 (sys.monitoring differs), and
+  # a smoke test under 3.10 and 3.13 (coverage.py's C tracer, sys.monitoring):
   # each project interpreter needs pytest (+ plugins the fixture projects use), and
   # debugpy for debug runs (the test extra installs it for $PY, the server's own).
   # The editor tests: a real headless VS Code (code-server + Debian's chromium); Neovim comes from pip.
   bash scripts/install-vscode-e2e.sh
   # pyenv's shims refuse `python3.12` unless 3.12 is the selected version: use the real binaries.
-  for other in python3.12 python3.11; do
+  for other in python3.12 python3.11 python3.13 python3.10; do
     real=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"${other#python}"*/bin/"$other" 2>/dev/null | tail -n 1)
     [ -n "$real" ] || real=$(command -v "$other" || true)
     if [ -n "$real" ] && "$real" --version >/dev/null 2>&1; then

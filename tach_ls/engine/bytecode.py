@@ -42,6 +42,7 @@ fails a check raises ``RewriteError`` and is left as it was.
 
 from __future__ import annotations
 
+import collections
 import dis
 import opcode
 import sys
@@ -79,12 +80,14 @@ def supported() -> bool:
     return sys.version_info[:2] in VERSIONS
 
 
-_OP = opcode.opmap
+# The tables below describe 3.11's and 3.12's bytecode. Other versions only import this module (the
+# zygote does, on every Python): names they lack get -1, and nothing here is used there.
+_OP = collections.defaultdict(lambda: -1, opcode.opmap)
 _EXTENDED_ARG = _OP["EXTENDED_ARG"]
 _LOAD_CONST, _STORE_SUBSCR = _OP["LOAD_CONST"], _OP["STORE_SUBSCR"]
 _RESUME = _OP["RESUME"]
 _END_ASYNC_FOR = _OP["END_ASYNC_FOR"]
-_CACHES: list[int] = list(getattr(dis, "_inline_cache_entries", [0] * 256))
+_CACHES: list[int] = list(getattr(dis, "_inline_cache_entries", None) or [0] * 256) if supported() else [0] * 256
 _STEP = [2 + 2 * count for count in _CACHES]
 """Bytes from an opcode to the next instruction: itself and its inline caches."""
 _JUMPS = frozenset(dis.hasjrel)

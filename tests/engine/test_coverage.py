@@ -20,7 +20,7 @@ from tach_ls import coverage_data
 from tach_ls.engine.results import Status
 from tach_ls.engine.runs import RunMode
 
-from .conftest import statuses
+from .conftest import EngineFactory, _find_python, statuses
 
 pytestmark = pytest.mark.engine
 
@@ -120,6 +120,29 @@ def test_lines_agree_with_coverage_py_per_file_and_per_test(engine, project, pro
     assert line_of(root, "src/calc/ops.py", "return 1") not in ops.executable  # pragma: no cover
     assert line_of(root, "src/calc/ops.py", "raise NotImplementedError") not in ops.executable  # exclude_also
     assert line_of(root, "src/calc/ops.py", "+ b)") not in ops.covered  # folded onto its statement's first line
+
+
+@pytest.mark.parametrize("version", ["3.10", "3.13"])
+def test_other_pythons_start_and_agree_with_coverage_py(project, tmp_path, version: str) -> None:
+    """Regression: ``bytecode`` built its 3.11/3.12 opcode tables at import, so on 3.10 (no ``RESUME``) and on
+    3.13 (``dis._inline_cache_entries`` a dict) importing the tracer raised and no zygote started at all, with
+    coverage or without. Arms: 3.10 (coverage.py's C tracer) and 3.13 (``sys.monitoring``), each test's lines
+    against coverage.py's own contexts."""
+    python = _find_python(version)
+    if python is None:
+        pytest.fail(f"python{version} with pytest and coverage is needed: scripts/install.sh --test installs them")
+    root = project("coverage_basic")
+    factory = EngineFactory(python)
+    try:
+        summary = factory(root, coverage=True, workers=1, collect_args=[str(root / OPS)]).run(OPS)
+    finally:
+        factory.close()
+    assert len(summary.results) == 14 and summary.exit_code == 1, summary.errors  # test_fails fails
+    assert summary.coverage is not None and summary.coverage.partial == []
+    ref_files, ref_tests = coverage_reference(python, root, tmp_path, OPS)
+    assert {rel: set(lines) for rel, lines in summary.coverage.files.items()} == ref_files
+    for result in summary.results:
+        assert {rel: set(lines) for rel, lines in (result.coverage or {}).items()} == ref_tests.get(result.nodeid, {})
 
 
 def test_coverage_off_collects_nothing(module_engine, project) -> None:
