@@ -249,8 +249,7 @@ class CoverageFeed:
                 return None
             toggled = set(known[2])
             toggled.symmetric_difference_update(group[1:-1])
-            toggled.discard(0)
-            entry = (file_id, rel, sorted(toggled))
+            entry = (file_id, rel, _source_lines(sorted(toggled)))
         else:
             entry = (file_id, rel, self._sorted(group[:-1]))
         if naming is not None and mark:
@@ -261,9 +260,7 @@ class CoverageFeed:
         """The lines a map marks (shared with every set that had this map: never to be changed)."""
         found = self._map_lines.get(data)
         if found is None:
-            found = coverage_ring.line_numbers(data)
-            if found and found[0] == 0:
-                del found[0]  # an empty module's lone instruction (see _sorted)
+            found = _source_lines(coverage_ring.line_numbers(data))
             if self._map_bytes + len(data) > MAP_CACHE:
                 self._map_lines.clear()
                 self._map_bytes = 0
@@ -273,10 +270,7 @@ class CoverageFeed:
 
     @staticmethod
     def _sorted(lines: array[int]) -> Lines:
-        found = sorted(lines.tolist())
-        if found and found[0] == 0:
-            del found[0]  # an empty module's lone instruction: not a source line (coverage.py drops it too)
-        return found
+        return _source_lines(sorted(lines.tolist()))
 
     def _keep_outside(self, reader: ring_reader.RingReader) -> None:
         if not reader.outside:
@@ -289,6 +283,14 @@ class CoverageFeed:
     def _note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
+
+
+def _source_lines(lines: Lines) -> Lines:
+    """Sorted lines without line 0, an empty module's lone instruction: not a source line (coverage.py drops it
+    too)."""
+    if lines and lines[0] == 0:
+        del lines[0]
+    return lines
 
 
 class RunCoverageBuilder:

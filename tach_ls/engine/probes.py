@@ -299,11 +299,11 @@ def _guard_marshal() -> None:
 
     Whoever compiles code may cache it marshalled: importlib's source loader
     and pytest's assertion rewriter write the module they compiled to
-    ``__pycache__`` before running it (their ``get_code``/``exec`` hooks probe
-    it again after), Jinja's bytecode cache writes a template's. The probes'
-    map would come back from ``marshal`` as plain ``bytes``, and every later
-    import of that file, by plain pytest or the next zygote, would fail on
-    its first probe.
+    ``__pycache__`` before running it (their ``get_code``/``exec`` hooks
+    then find it probed already), Jinja's bytecode cache writes a template's.
+    The probes' map would come back from ``marshal`` as plain ``bytes``, and
+    every later import of that file, by plain pytest or the next zygote,
+    would fail on its first probe.
     """
     marshal.dump, marshal.dumps = _dump, _dumps
 
