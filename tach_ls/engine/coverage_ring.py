@@ -261,11 +261,11 @@ def checks(
     """
     count = len(lines)
     lap = start // capacity
-    if (start + count - 1) // capacity == lap:  # nearly always: one stamp for all
-        mixed = _repeated(lap % STAMP_MODULO + 1, count)
+    if isinstance(tests, int) and (start + count - 1) // capacity == lap:  # nearly always: one word for all
+        mixed = _repeated((lap % STAMP_MODULO + 1) ^ tests, count)
     else:
         mixed = int.from_bytes(stamps(start, count, capacity), "little")
-    mixed ^= _repeated(tests, count) if isinstance(tests, int) else int.from_bytes(tests, "little")
+        mixed ^= _repeated(tests, count) if isinstance(tests, int) else int.from_bytes(tests, "little")
     value = int.from_bytes(lines, "little") ^ int.from_bytes(files, "little") ^ mixed
     out = array("I")
     out.frombytes(value.to_bytes(4 * count, "little"))
@@ -294,6 +294,10 @@ class RingWriter:
     def __init__(self, ring: Ring) -> None:
         self.ring = ring
         self.write = ring.load(WRITE_AT)
+        self.read = ring.load(READ_AT)
+        """The reader's index as last loaded: it only grows, so room counted from it is never more than there is.
+        The reader's lines are loaded only when that room runs short (each load takes its line from the other
+        process's cache)."""
         self.table_pos = ring.load(TABLE_END_AT)
         self.files_published = 0
         self.table_full = False
@@ -304,6 +308,8 @@ class RingWriter:
         """File id -> the set its last test ran, and that set's name."""
         self.map_write = 0
         """Bytes written to the map area, counted from 0, never wrapped."""
+        self.maps_read = 0
+        """The reader's map index as last loaded (as ``read``)."""
 
     def publish_files(self, paths: Sequence[str]) -> None:
         """Add ``paths[i]`` as file id ``i`` for every id not published yet."""
@@ -327,13 +333,17 @@ class RingWriter:
     def write_test(
         self, test: TestId, lines: array[int], files: array[int], partial: bool = False, grouped: bool = False
     ) -> int:
-        """Write a test's hits and its end entry; the number of entries dropped for lack of room.
+        """Write a test's hits and its end entry; the number of entries dropped for lack of room. The end entry
+        is appended to ``lines`` and ``files``.
 
         ``grouped``: the caller promises the hits come file by file, ascending file ids, each once (``GROUPED``).
         """
         ring = self.ring
         count = len(lines)
-        free = ring.capacity - (self.write - ring.load(READ_AT))
+        free = ring.capacity - (self.write - self.read)
+        if free <= count:
+            self.read = ring.load(READ_AT)
+            free = ring.capacity - (self.write - self.read)
         partial = partial or self.table_full
         if free < 1:
             self._overflow(count + 1)
@@ -343,8 +353,9 @@ class RingWriter:
             lines, files, partial = lines[:keep], files[:keep], True
             self._overflow(count - keep)
         total = min(count, COUNT_MASK) | (PARTIAL if partial else 0) | (GROUPED if grouped else 0)
-        lines, files = lines + array("I", [total]), files + array("I", [END])  # the end entry: one encode for all
-        self._copy(memoryview(encode(lines, files, test, self.write, ring.capacity)).cast("B"))
+        lines.append(total)  # the end entry: one encode for all
+        files.append(END)
+        self._copy(encode(lines, files, test, self.write, ring.capacity))
         self.write += keep + 1
         ring.store(WRITE_AT, self.write)  # published after the copy: the reader never sees half an entry
         return int(count - keep)
@@ -354,56 +365,98 @@ class RingWriter:
         ones (see the module docstring); the number of entries dropped for lack of room. Test id 0 (lines run
         outside any test) neither names nor refers: the reader learns names from tests only."""
         lines, files = array("I"), array("I")
+        if not test:
+            for file_id, seen in taken:
+                found = line_numbers(seen)
+                lines.fromlist(found)
+                files.extend(array("I", [file_id]) * len(found))
+            return self.write_test(test, lines, files, partial, grouped=True)
         names, last = self.names, self.last
         fresh: list[tuple[FileId, LineSet]] = []
         for key in taken:
             file_id, seen = key
-            if not test:
-                found = line_numbers(seen)
-                lines.fromlist(found)
-                files.extend(array("I", [file_id]) * len(found))
-                continue
             previous = last.get(file_id)
             if previous is not None and previous[0] == seen:  # as the file's last test ran: no hashing
                 name: int | None = previous[1]
             else:
                 name = names.get(key)
-            if name is not None:
+            if name is None:
+                self._new_set(file_id, seen, previous, lines, files, fresh)
+            else:
                 lines.append(AGAIN | name)
                 files.append(file_id)
                 last[file_id] = (seen, name)
+        return self._close_sets(test, lines, files, partial, fresh)
+
+    def write_map(
+        self, test: TestId, seen: bytes, spans: Sequence[tuple[FileId, int, int]], partial: bool = False
+    ) -> int:
+        """``write_sets`` of a test whose lines are spans of one map (``ProbeBackend.take_spans``): a span the
+        same as its file's last set is compared in place and never copied out; only new sets are."""
+        if not test:
+            return self.write_sets(test, [(file_id, seen[start:end]) for file_id, start, end in spans], partial)
+        lines, files = array("I"), array("I")
+        names, last = self.names, self.last
+        fresh: list[tuple[FileId, LineSet]] = []
+        for file_id, start, end in spans:
+            previous = last.get(file_id)
+            if (
+                previous is not None
+                and len(previous[0]) == end - start
+                and seen.startswith(previous[0], start)  # type: ignore[arg-type]  # a map's last set is a map
+            ):
+                lines.append(AGAIN | previous[1])
+                files.append(file_id)
                 continue
-            before = len(lines)
-            naming = self.named < NAME_MASK
-            if type(seen) is bytes and self._has_room(len(seen)):
-                lines.extend((MAP | len(seen), self._put_map(seen), zlib.adler32(seen)))
-                changed = None
+            part = seen[start:end]
+            name = names.get((file_id, part))
+            if name is None:
+                self._new_set(file_id, part, previous, lines, files, fresh)
             else:
-                changed = _changed(previous[0], seen) if previous is not None and naming else None
-                if changed is not None:  # the file's last set, a few lines toggled: most often, a test module's
-                    lines.append(BASE | previous[1])  # type: ignore[index]
-                    lines.fromlist(changed)
-                else:
-                    lines.fromlist(line_numbers(seen))
-            count = len(lines) - before
-            if naming:
-                self.named += 1
-                names[key] = self.named
-                last[file_id] = (seen, self.named)
-                fresh.append(key)
-                lines.append(NAMED | self.named)
-                count += 1
-            files.extend(array("I", [file_id]) * count)
+                lines.append(AGAIN | name)
+                files.append(file_id)
+                last[file_id] = (part, name)
+        return self._close_sets(test, lines, files, partial, fresh)
+
+    def _new_set(
+        self, file_id: FileId, seen: LineSet, previous: tuple[LineSet, int] | None, lines: array[int], files: array[int],
+        fresh: list[tuple[FileId, LineSet]],
+    ) -> None:
+        """Add a set the reader does not know yet: as a map, as the file's last set toggled, or as its lines; named."""
+        before = len(lines)
+        naming = self.named < NAME_MASK
+        if type(seen) is bytes and self._has_room(len(seen)):
+            lines.extend((MAP | len(seen), self._put_map(seen), zlib.adler32(seen)))
+        else:
+            changed = _changed(previous[0], seen) if previous is not None and naming else None
+            if changed is not None:  # the file's last set, a few lines toggled: most often, a test module's
+                lines.append(BASE | previous[1])  # type: ignore[index]
+                lines.fromlist(changed)
+            else:
+                lines.fromlist(line_numbers(seen))
+        if naming:
+            self.named += 1
+            self.names[(file_id, seen)] = self.named
+            self.last[file_id] = (seen, self.named)
+            fresh.append((file_id, seen))
+            lines.append(NAMED | self.named)
+        files.extend(array("I", [file_id]) * (len(lines) - before))
+
+    def _close_sets(
+        self, test: TestId, lines: array[int], files: array[int], partial: bool, fresh: list[tuple[FileId, LineSet]]
+    ) -> int:
         dropped = self.write_test(test, lines, files, partial, grouped=True)
         if dropped:  # the reader keeps no name from a test that is not whole
             for key in fresh:
-                del names[key]
-                last.pop(key[0], None)
+                del self.names[key]
+                self.last.pop(key[0], None)
         return dropped
 
     def _has_room(self, size: int) -> bool:
         """Room in the map area for a map of ``size`` bytes (the reader frees it as it copies maps out)."""
-        return size <= self.ring.maps_size - (self.map_write - self.ring.load(MAP_READ_AT)) and size < 1 << 29
+        if size > self.ring.maps_size - (self.map_write - self.maps_read):
+            self.maps_read = self.ring.load(MAP_READ_AT)
+        return size <= self.ring.maps_size - (self.map_write - self.maps_read) and size < 1 << 29
 
     def _put_map(self, data: bytes) -> int:
         """Copy a line map into the map area; its position there, modulo 2**32 (what its entry says)."""
@@ -417,14 +470,18 @@ class RingWriter:
         self.map_write += len(data)
         return position & POSITION_MASK
 
-    def _copy(self, data: memoryview) -> None:
+    def _copy(self, entries: array[int]) -> None:
         ring = self.ring
         slot = self.write % ring.capacity
-        first = min(len(data), (ring.capacity - slot) * ENTRY)
+        size = len(entries) * 4
         at = ENTRIES_AT + slot * ENTRY
+        first = (ring.capacity - slot) * ENTRY
+        if size <= first:  # nearly always: no wrap
+            ring.mm[at : at + size] = entries
+            return
+        data = memoryview(entries).cast("B")
         ring.mm[at : at + first] = data[:first]
-        if first < len(data):
-            ring.mm[ENTRIES_AT : ENTRIES_AT + len(data) - first] = data[first:]
+        ring.mm[ENTRIES_AT : ENTRIES_AT + size - first] = data[first:]
 
     def _overflow(self, dropped: int) -> None:
         self.ring.store(OVERFLOW_AT, self.ring.load(OVERFLOW_AT) + dropped)

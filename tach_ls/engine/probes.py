@@ -10,7 +10,9 @@ library code included) and no per-line callback (``sys.monitoring``'s, plus
 re-instrumenting every code object after each ``restart_events()``). A
 test's lines are the bytes set when it ends: ``take`` copies the map and
 zeroes it (``memcpy``, ``memset``), and the parts with a byte set are the
-files the test ran.
+files the test ran. ``take_spans`` hands that copy to the ring writer
+unsliced: a file that ran as it did in its last test is compared in place
+(``RingWriter.write_map``), and only new sets are copied out.
 
 Why bytes and not a set per file, which this backend used first: emptying
 a set leaves its slots as dummies that the next test's probes walk past
@@ -77,13 +79,19 @@ class ProbeBackend:
         self.map = LineMap()
         """Every recorded file's lines, a byte each, file by file: each file's in its own part of the map."""
         self.starts: list[int] = []
-        """Where each part of ``map`` starts (ascending); part i ends where part i + 1 starts."""
+        """Where each part of ``map`` starts (ascending)."""
+        self.ends: list[int] = []
+        """Where each part ends: where the next one starts."""
         self.part_file: list[int] = []
         """The file id each part belongs to."""
         self.skipped: list[str] = []
         self._part_of: dict[str, tuple[int, int]] = {}
         """co_filename -> (base, size) of its file's newest part."""
         self._zeros = memoryview(b"")
+        self._whole: list[Any] = []
+        self._whole_size = -1
+        self._ordered = True
+        """Each part a different file, in ascending file id order: a take's parts need no sorting or joining."""
         self._started = False
         self._ids: dict[str, int | None] = {}
 
@@ -106,7 +114,9 @@ class ProbeBackend:
         size = last_line + 1 + last_line // 4 + 16
         base = len(self.map)
         self.map.extend(bytes(size))  # in place: the probes already written keep pointing at the map
+        self._ordered = self._ordered and (not self.part_file or file_id > self.part_file[-1])
         self.starts.append(base)
+        self.ends.append(base + size)
         self.part_file.append(file_id)
         self._part_of[filename] = (base, size)
         return base
@@ -153,33 +163,54 @@ class ProbeBackend:
         """
         lines = self.map
         size = len(lines)
-        if len(self._zeros) < size:
-            self._zeros = memoryview(bytes(size))
-        part_file, partial, zeros = self.part_file, functools.partial, self._zeros
         if size <= WHOLE_MAP:
-            [seen] = _copy_and_zero([partial(bytes, lines), partial(lines.__setitem__, _ALL, zeros[:size])])
-            taken = [(part_file[part], seen[start:end]) for part, start, end in self._ran(seen)]
+            [seen] = _copy_and_zero(self._whole_calls(size))
+            taken = [(file_id, seen[start:end]) for file_id, start, end in self._ran(seen)]
         else:
+            zeros, partial = self._zeros_for(size), functools.partial
             spans = self._ran(lines)  # a line marked after it looked at a file is in the next take
             calls: list[Any] = []
             for _, start, end in spans:
                 span = slice(start, end)
                 zero = partial(lines.__setitem__, span, zeros[: end - start])
                 calls += (partial(operator.getitem, lines, span), zero)
-            taken = [(part_file[part], bytes(seen)) for (part, _, _), seen in zip(spans, _copy_and_zero(calls))]
-        if all(taken[i][0] < taken[i + 1][0] for i in range(len(taken) - 1)):
+            taken = [(file_id, bytes(seen)) for (file_id, _, _), seen in zip(spans, _copy_and_zero(calls))]
+        if self._ordered or all(taken[i][0] < taken[i + 1][0] for i in range(len(taken) - 1)):
             return taken
         return _join_parts(taken)
 
+    def take_spans(self) -> tuple[bytes, list[tuple[int, int, int]]] | None:
+        """``take`` left unsliced, when the map is copied whole and its parts need no joining (else None: call
+        ``take``): the map as the test left it (zeroed for the next test), and (file id, start, end) of each part
+        with a line marked, ascending file ids. The writer compares a part with its file's last set in place
+        and slices out only the new ones (most of a test's files ran as they did in an earlier test)."""
+        size = len(self.map)
+        if size > WHOLE_MAP or not self._ordered:
+            return None
+        [seen] = _copy_and_zero(self._whole_calls(size))
+        return seen, self._ran(seen)
+
+    def _whole_calls(self, size: int) -> list[Any]:
+        """Copy the map, zero it (made again when the map has grown)."""
+        if self._whole_size != size:
+            zero = functools.partial(self.map.__setitem__, _ALL, self._zeros_for(size)[:size])
+            self._whole, self._whole_size = [functools.partial(bytes, self.map), zero], size
+        return self._whole
+
+    def _zeros_for(self, size: int) -> memoryview:
+        if len(self._zeros) < size:
+            self._zeros = memoryview(bytes(size))
+        return self._zeros
+
     def _ran(self, lines: bytes | bytearray) -> list[tuple[int, int, int]]:
-        """(part, start, end) of each part of the map with a line marked."""
-        starts, size = self.starts, len(lines)
+        """(file id, start, end) of each part of the map with a line marked, in the map's order."""
+        starts, ends, part_file, bisect_right = self.starts, self.ends, self.part_file, bisect.bisect_right
         found = []
         at = lines.find(1)  # memchr: the parts no line of which ran cost next to nothing
         while at >= 0:
-            part = bisect.bisect_right(starts, at) - 1
-            end = starts[part + 1] if part + 1 < len(starts) else size
-            found.append((part, starts[part], end))
+            part = bisect_right(starts, at) - 1
+            end = ends[part]
+            found.append((part_file[part], starts[part], end))
             at = lines.find(1, end)
         return found
 

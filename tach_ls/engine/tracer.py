@@ -150,6 +150,10 @@ class Collector:
         """File id -> real path."""
         self._ids: dict[str, int] = {}
         self.backend = choose_backend(core, self.file_id)
+        self._take_spans: Callable[[], tuple[bytes, list[tuple[int, int, int]]] | None] | None = getattr(
+            self.backend, "take_spans", None
+        )
+        """The probes' unsliced take, which the ring writer compares in place (``RingWriter.write_map``)."""
         self.writer: coverage_ring.RingWriter | None = None
         self.dropped = 0
 
@@ -212,7 +216,13 @@ class Collector:
         partial = not self.backend.intact()
         if partial:
             self.backend.repair()
-        self._write(test, self.backend.take(), partial)
+        writer = self.writer
+        got = self._take_spans() if self._take_spans is not None and writer is not None else None
+        if got is None:
+            self._write(test, self.backend.take(), partial)
+            return
+        writer.publish_files(self.paths)  # type: ignore[union-attr]
+        self.dropped += writer.write_map(test, *got, partial)  # type: ignore[union-attr]
 
     def _write(self, test: int, taken: Taken, partial: bool) -> None:
         writer = self.writer

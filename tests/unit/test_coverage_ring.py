@@ -545,3 +545,48 @@ def test_a_map_any_ring_sent_before_is_not_listed_again(monkeypatch: pytest.Monk
         lists.append(found["f0.py"])
     assert lists[0] == lists[1] == lists[2] == [2, 5]
     assert lists[1] is lists[0] and lists[2] is not lists[0]
+
+
+def test_a_take_written_from_one_map_reads_back_as_the_same_sets_do() -> None:
+    """Regression: ``write_map`` (the probes' take left unsliced, each part compared in place with its file's
+    last set) referring a part to the wrong set: one of another length that starts the same (a file that got
+    a longer part), or one from before the file's set changed. Arms: the same random takes through
+    ``write_sets`` (sliced) and through ``write_map``; every test reads back the same, and the unsliced way
+    sends no more entries."""
+    import random
+
+    rng = random.Random(20261207)
+    sizes = [24, 40, 8, 16]
+    rings = {how: named_ring(map_bytes=256) for how in ("sets", "map")}
+    for test in range(1, 120):
+        spans, seen, at = [], bytearray(), 0
+        for file_id, size in enumerate(sizes):
+            if rng.random() < 0.3:
+                continue
+            size += 8 if test > 60 and file_id == 1 else 0  # a longer part for file 1 from here on
+            part = bytearray(size)
+            for line in rng.sample(range(size), rng.choice([1, 2, 3])):
+                part[line] = 1
+            if rng.random() < 0.6:  # most often the file's first lines only: sets repeat, and prefixes
+                part = bytearray(size)
+                part[1] = 1
+            spans.append((file_id, at, at + size))
+            seen += part
+            at += size
+        data = bytes(seen)
+        for how, (writer, reader, feed, names) in rings.items():
+            if how == "sets":
+                assert writer.write_sets(test, [(f, data[a:b]) for f, a, b in spans]) == 0
+            else:
+                assert writer.write_map(test, data, spans) == 0
+        results = [resolved(feed, reader, test, names)[:2] for writer, reader, feed, names in rings.values()]
+        expected = {f"f{f}.py": cr.line_numbers(data[a:b])[1 if data[a] else 0 :] for f, a, b in spans}
+        expected = {path: lines for path, lines in expected.items() if lines}
+        assert results[0] == results[1] == (expected, True), test
+    assert rings["map"][0].write <= rings["sets"][0].write
+    writer, reader, feed, names = named_ring()
+    writer.write_map(1, line_map({1}), [(0, 0, 40)])
+    longer = line_map({1, 44}, 48)  # starts as the file's last set did, and goes on
+    writer.write_map(2, longer, [(0, 0, 48)])
+    assert resolved(feed, reader, 1, names)[:2] == ({"f0.py": [1]}, True)
+    assert resolved(feed, reader, 2, names)[:2] == ({"f0.py": [1, 44]}, True)

@@ -106,6 +106,30 @@ def test_a_longer_version_of_a_file_gets_a_part_of_its_own_and_reads_back_as_one
     assert [(f, coverage_ring.line_numbers(s)) for f, s in probe.take()] == [(0, [1, 100])]
 
 
+def test_an_unsliced_take_is_offered_only_when_its_parts_need_no_joining(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: ``take_spans`` (what the writer compares in place) handing out a file's lines in two parts,
+    as two sets of one file, or a map too large to copy whole. Arms: one part a file, the spans cover what
+    ``take`` would give; a file with a second part, or a map past ``WHOLE_MAP``: None, and ``take`` as ever."""
+    probe = two_file_backend()
+    a = probe.rewrite(compile("x = 1\ny = 2\n", "/w/a.py", "exec"))
+    b = probe.rewrite(compile("z = 3\n", "/w/b.py", "exec"))
+    exec(a, {})
+    exec(b, {})
+    got = probe.take_spans()
+    assert got is not None
+    seen, spans = got
+    assert [(f, coverage_ring.line_numbers(seen[start:end])) for f, start, end in spans] == [(0, [1, 2]), (1, [1])]
+    assert probe.take() == [] and probe.take_spans() == (bytes(len(probe.map)), [])
+    monkeypatch.setattr(probes, "WHOLE_MAP", 0)
+    assert probe.take_spans() is None
+    monkeypatch.undo()
+    longer = probe.rewrite(compile("\n" * 99 + "w = 4\n", "/w/a.py", "exec"))
+    exec(longer, {})
+    exec(a, {})
+    assert probe.take_spans() is None
+    assert [(f, coverage_ring.line_numbers(s)) for f, s in probe.take()] == [(0, [1, 2, 100])]
+
+
 def test_no_line_another_thread_marks_is_lost_between_the_copy_and_the_zeroing() -> None:
     """Regression: a line a thread marked between the map's copy and its zeroing was in neither take. A thread
     runs 2,000 lines once each while the main thread takes as fast as it can, thread switches due every
