@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import coverage_ring, ring_reader
-from .coverage_ring import AGAIN, BASE, KINDS, MAP, MARKS, NAME_MASK, NAMED
+from .coverage_ring import AGAIN, BASE, KINDS, MAP, MARKS, NAME_MASK, NAMED, SAME
 from .results import NodeId, TestResult
 
 RelPath = str
@@ -121,9 +121,22 @@ class CoverageFeed:
     def resolve_test(
         self, reader: ring_reader.RingReader, hits: ring_reader.TestHits, names: Names
     ) -> tuple[dict[RelPath, Lines], bool]:
-        """A test's lines from its worker's ring (``resolve``), the ring's named sets in ``names``."""
-        naming = names if hits.whole else None  # a name is learnt only from a test that arrived whole
-        return self.resolve(reader.files, hits.unique(), naming, names, reader.take_map)
+        """A test's lines from its worker's ring (``resolve``), the ring's named sets in ``names``; a ``SAME``
+        test's are those of the test before it, which must be the last one resolved from this ring."""
+        found: dict[RelPath, Lines]
+        if hits.torn:
+            found, unknown = {}, True
+        elif hits.whole and len(hits.lines) == 1 and hits.lines[0] == SAME:
+            test, found, unknown = reader.resolved
+            if test != hits.test - 1 or found is None:
+                found, unknown = {}, True
+            else:
+                found = dict(found)
+        else:
+            naming = names if hits.whole else None  # a name is learnt only from a test that arrived whole
+            found, unknown = self.resolve(reader.files, hits.unique(), naming, names, reader.take_map)
+        reader.resolved = (hits.test, found, unknown or not hits.complete)
+        return found, unknown
 
     def release(self, worker: int) -> None:
         """The worker slot ended: last drain, count torn and dropped entries, unmap."""

@@ -60,8 +60,11 @@ fewer lines than it has (a test module's next test: its own lines change,
 its module's do not) starts with a ``BASE`` entry (both flags, that set's
 name) and sends only the lines to toggle in it; the reader trusts it only
 in a test whose entries all arrived, since a lost toggle could add a line.
-The writer forgets the names of a test it could not write whole (the ring
-was full); the reader keeps a name only from a test whose entries all
+A test whose take is exactly the test before it's (consecutive test ids,
+that one written whole) is one ``SAME`` entry: the reader gives it the lines
+it resolved for that test, or makes it partial with none if it has not got
+them whole. The writer forgets the names of a test it could not write whole
+(the ring was full); the reader keeps a name only from a test whose entries all
 arrived (``ring_reader.TestHits.whole``), so an ``AGAIN`` or ``BASE`` it
 cannot resolve makes that test partial, never wrong. Line numbers stay
 below ``AGAIN``, so a line entry with either flag is a mark, not a line.
@@ -78,6 +81,9 @@ Integrity, so that coverage is incomplete at worst and never wrong:
   (``finish``) any non-zero slot past the write index is a record the writer
   was killed in the middle of: it is counted in ``torn`` and dropped, and its
   test, which has no end entry, is partial;
+- a test with an entry that failed its check keeps no line at all (its
+  remaining entries cannot be told apart: a map's position or sum, a line
+  toggled in a named set, a line) and is partial;
 - a full ring drops entries and counts them in the overflow field; the end
   entry says how many hits the test had, so a short count or a missing end
   entry makes the test partial (and so does a file id missing from the
@@ -93,10 +99,10 @@ import os
 import struct
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 MAGIC = 0x31524354  # b"TCR1"
-VERSION = 4
+VERSION = 5
 CACHE_LINE = 64
 ENTRY = 16
 WRITE_AT = 64
@@ -123,6 +129,9 @@ that follow (up to the ``NAMED`` entry) toggled: added where it lacked them, rem
 MAP = NAMED | AGAIN | 1 << 29
 """First of a new set's three entries when it travels as a line map: ``MAP | length``, then the map's position
 in the map area, then its ``zlib.adler32`` (line fields; all three carry the file's id)."""
+SAME = AGAIN | 1 << 29
+"""A test's only hit when it ran exactly what the test before it in this ring ran, and that one was written
+whole: the reader gives it that test's lines (file id 0)."""
 MARKS = NAMED | AGAIN
 KINDS = MAP
 """``line & KINDS`` tells a mark's kind: ``NAMED``, ``AGAIN``, ``BASE`` or ``MAP``; 0 for a line."""
@@ -310,6 +319,8 @@ class RingWriter:
         """Bytes written to the map area, counted from 0, never wrapped."""
         self.maps_read = 0
         """The reader's map index as last loaded (as ``read``)."""
+        self.previous: tuple[TestId, object] = (0, None)
+        """The last test written whole, and what it ran (its take): a test that ran the same is one ``SAME``."""
 
     def publish_files(self, paths: Sequence[str]) -> None:
         """Add ``paths[i]`` as file id ``i`` for every id not published yet."""
@@ -371,6 +382,9 @@ class RingWriter:
                 lines.fromlist(found)
                 files.extend(array("I", [file_id]) * len(found))
             return self.write_test(test, lines, files, partial, grouped=True)
+        same = self._same(test, taken, partial)
+        if same is not None:
+            return same
         names, last = self.names, self.last
         fresh: list[tuple[FileId, LineSet]] = []
         for key in taken:
@@ -386,19 +400,24 @@ class RingWriter:
                 lines.append(AGAIN | name)
                 files.append(file_id)
                 last[file_id] = (seen, name)
-        return self._close_sets(test, lines, files, partial, fresh)
+        return self._close_sets(test, lines, files, partial, fresh, list(taken))
 
     def write_map(
-        self, test: TestId, seen: bytes, spans: Sequence[tuple[FileId, int, int]], partial: bool = False
+        self, test: TestId, seen: bytes, spans: Callable[[bytes], Sequence[tuple[FileId, int, int]]],
+        partial: bool = False,
     ) -> int:
-        """``write_sets`` of a test whose lines are spans of one map (``ProbeBackend.take_spans``): a span the
-        same as its file's last set is compared in place and never copied out; only new sets are."""
+        """``write_sets`` of a test whose lines are spans of one map (``ProbeBackend.take_whole``; ``spans``
+        lists each file's: (file id, start, end)): a span the same as its file's last set is compared in place
+        and never copied out; only new sets are."""
         if not test:
-            return self.write_sets(test, [(file_id, seen[start:end]) for file_id, start, end in spans], partial)
+            return self.write_sets(test, [(file_id, seen[start:end]) for file_id, start, end in spans(seen)], partial)
+        same = self._same(test, seen, partial)
+        if same is not None:
+            return same
         lines, files = array("I"), array("I")
         names, last = self.names, self.last
         fresh: list[tuple[FileId, LineSet]] = []
-        for file_id, start, end in spans:
+        for file_id, start, end in spans(seen):
             previous = last.get(file_id)
             if (
                 previous is not None
@@ -416,7 +435,7 @@ class RingWriter:
                 lines.append(AGAIN | name)
                 files.append(file_id)
                 last[file_id] = (part, name)
-        return self._close_sets(test, lines, files, partial, fresh)
+        return self._close_sets(test, lines, files, partial, fresh, seen)
 
     def _new_set(
         self, file_id: FileId, seen: LineSet, previous: tuple[LineSet, int] | None, lines: array[int], files: array[int],
@@ -442,10 +461,22 @@ class RingWriter:
             lines.append(NAMED | self.named)
         files.extend(array("I", [file_id]) * (len(lines) - before))
 
+    def _same(self, test: TestId, ran: object, partial: bool) -> int | None:
+        """Write one ``SAME`` entry (and say how many entries were dropped) if the test ran what the test before it ran (written whole, as this one
+        must be): a test's take compared whole, most often a map's bytes (``memcmp``). Parametrized tests, and
+        a module's tests of one function, often run the very same lines; in Click's suite 43% of its tests."""
+        if partial or self.table_full or self.previous[0] != test - 1 or self.previous[1] != ran:
+            return None
+        dropped = self.write_test(test, array("I", [SAME]), array("I", [0]), grouped=True)
+        self.previous = (0, None) if dropped else (test, ran)
+        return dropped
+
     def _close_sets(
-        self, test: TestId, lines: array[int], files: array[int], partial: bool, fresh: list[tuple[FileId, LineSet]]
+        self, test: TestId, lines: array[int], files: array[int], partial: bool, fresh: list[tuple[FileId, LineSet]],
+        ran: object,
     ) -> int:
         dropped = self.write_test(test, lines, files, partial, grouped=True)
+        self.previous = (0, None) if dropped or partial or self.table_full else (test, ran)  # what the reader has whole
         if dropped:  # the reader keeps no name from a test that is not whole
             for key in fresh:
                 del self.names[key]

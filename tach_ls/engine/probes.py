@@ -10,7 +10,7 @@ library code included) and no per-line callback (``sys.monitoring``'s, plus
 re-instrumenting every code object after each ``restart_events()``). A
 test's lines are the bytes set when it ends: ``take`` copies the map and
 zeroes it (``memcpy``, ``memset``), and the parts with a byte set are the
-files the test ran. ``take_spans`` hands that copy to the ring writer
+files the test ran. ``take_whole`` hands that copy to the ring writer
 unsliced: a file that ran as it did in its last test is compared in place
 (``RingWriter.write_map``), and only new sets are copied out.
 
@@ -179,16 +179,22 @@ class ProbeBackend:
             return taken
         return _join_parts(taken)
 
-    def take_spans(self) -> tuple[bytes, list[tuple[int, int, int]]] | None:
+    def take_whole(self) -> bytes | None:
         """``take`` left unsliced, when the map is copied whole and its parts need no joining (else None: call
-        ``take``): the map as the test left it (zeroed for the next test), and (file id, start, end) of each part
-        with a line marked, ascending file ids. The writer compares a part with its file's last set in place
-        and slices out only the new ones (most of a test's files ran as they did in an earlier test)."""
+        ``take``): the map as the test left it, zeroed for the next test. ``spans`` finds its files' parts; the
+        writer compares each with its file's last set in place and slices out only the new ones (most of a
+        test's files ran as they did in an earlier test), or, when the whole map is the test before it's, sends
+        that alone."""
         size = len(self.map)
         if size > WHOLE_MAP or not self._ordered:
             return None
+        seen: bytes
         [seen] = _copy_and_zero(self._whole_calls(size))
-        return seen, self._ran(seen)
+        return seen
+
+    def spans(self, seen: bytes) -> list[tuple[int, int, int]]:
+        """(file id, start, end) of each part of a whole take with a line marked, ascending file ids."""
+        return self._ran(seen)
 
     def _whole_calls(self, size: int) -> list[Any]:
         """Copy the map, zero it (made again when the map has grown)."""

@@ -10,6 +10,7 @@ import os
 import zlib
 from array import array
 from dataclasses import dataclass, field
+from typing import Any
 
 from .coverage_ring import (
     COUNT_MASK,
@@ -41,6 +42,7 @@ class TestHits:
 
     __test__ = False
 
+    test: TestId = 0
     lines: array[int] = field(default_factory=lambda: array("I"))
     """The line field of each entry as it arrived (a line, or a mark); file by file and each once when ``grouped``."""
     files: array[int] = field(default_factory=lambda: array("I"))
@@ -53,6 +55,9 @@ class TestHits:
     ended: bool = False
     grouped: bool = False
     """The writer said its entries were grouped (``GROUPED``), and they all arrived (so in the writer's order)."""
+    torn: bool = False
+    """Some entry failed its check: what is left cannot be told apart (a map's position or sum, a line toggled
+    in a named set, a line), so none of it is a line of the test (``CoverageFeed`` drops them all)."""
 
     @property
     def hits(self) -> array[int]:
@@ -108,6 +113,9 @@ class RingReader:
         """The header's indexes made no sense: nothing more is read, every open test is partial."""
         self.map_read = ring.load(MAP_READ_AT)
         self._torn_pending = False
+        self.resolved: tuple[TestId, Any, bool] = (0, None, True)
+        """The last test resolved from this ring, its lines and whether some were unknown (the consumer's, for
+        a test that ran the same, ``SAME``)."""
 
     @property
     def overflow(self) -> int:
@@ -137,7 +145,7 @@ class RingReader:
         self.drain()
         found = self.tests.pop(test, None)
         if found is None:
-            return TestHits()
+            return TestHits(test)
         found.complete = found.complete and found.ended and not self.broken
         found.whole = found.whole and found.ended and not self.broken
         return found
@@ -264,7 +272,7 @@ class RingReader:
             return
         entry = self.tests.get(test)
         if entry is None:
-            entry = self.tests[test] = TestHits(complete=True)
+            entry = self.tests[test] = TestHits(test, complete=True)
         entry.lines.extend(lines)
         entry.files.extend(files)
         entry.received += count
@@ -275,7 +283,8 @@ class RingReader:
             return
         entry = self.tests.get(test)
         if entry is None:
-            entry = self.tests[test] = TestHits(complete=True)
+            entry = self.tests[test] = TestHits(test, complete=True)
+        entry.torn = entry.torn or torn
         entry.whole = entry.received == total & COUNT_MASK and not torn
         entry.complete = entry.complete and entry.whole and not total & PARTIAL
         entry.grouped = bool(total & GROUPED) and entry.whole

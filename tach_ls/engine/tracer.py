@@ -150,10 +150,6 @@ class Collector:
         """File id -> real path."""
         self._ids: dict[str, int] = {}
         self.backend = choose_backend(core, self.file_id)
-        self._take_spans: Callable[[], tuple[bytes, list[tuple[int, int, int]]] | None] | None = getattr(
-            self.backend, "take_spans", None
-        )
-        """The probes' unsliced take, which the ring writer compares in place (``RingWriter.write_map``)."""
         self.writer: coverage_ring.RingWriter | None = None
         self.dropped = 0
 
@@ -216,13 +212,14 @@ class Collector:
         partial = not self.backend.intact()
         if partial:
             self.backend.repair()
-        writer = self.writer
-        got = self._take_spans() if self._take_spans is not None and writer is not None else None
-        if got is None:
-            self._write(test, self.backend.take(), partial)
-            return
-        writer.publish_files(self.paths)  # type: ignore[union-attr]
-        self.dropped += writer.write_map(test, *got, partial)  # type: ignore[union-attr]
+        writer, backend = self.writer, self.backend
+        if writer is not None and isinstance(backend, probes.ProbeBackend):
+            seen = backend.take_whole()
+            if seen is not None:  # the map left whole: compared in place (``RingWriter.write_map``)
+                writer.publish_files(self.paths)
+                self.dropped += writer.write_map(test, seen, backend.spans, partial)
+                return
+        self._write(test, backend.take(), partial)
 
     def _write(self, test: int, taken: Taken, partial: bool) -> None:
         writer = self.writer

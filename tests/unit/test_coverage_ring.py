@@ -347,8 +347,8 @@ def test_a_name_is_learnt_only_from_a_test_that_arrived_whole() -> None:
             at = cr.ENTRIES_AT + 3 * 4  # the first entry's check word
             reader.ring.mm[at : at + 4] = b"\xff\xff\xff\xff"
         one, complete_one, whole = resolved(feed, reader, 1, names)
-        writer.write_sets(2, [(0, frozenset({5, 6, 7}))])
-        two, complete_two, _ = resolved(feed, reader, 2, names)
+        writer.write_sets(3, [(0, frozenset({5, 6, 7}))])  # not the next test: an AGAIN, not a SAME
+        two, complete_two, _ = resolved(feed, reader, 3, names)
         assert whole is not torn and complete_one is not torn and complete_two is not torn, torn
         assert set(one.get("f0.py", [])) <= {5, 6, 7} and two in ({}, {"f0.py": [5, 6, 7]})
         assert (two == {"f0.py": [5, 6, 7]}) is not torn
@@ -510,21 +510,21 @@ def test_a_map_not_intact_is_dropped_and_its_test_is_partial(damage: str) -> Non
         assert got.get("f1.py") in (None, [5])
 
 
-def test_a_test_that_did_not_arrive_whole_keeps_its_lines_and_drops_its_maps() -> None:
-    """Regression: a torn test's map entries sorted with its lines, so a map's position or sum came out as a
-    line number. Arms: the same test whole, then with one line entry torn: partial, its maps gone, no
-    number that is not one of its lines."""
-    for torn in (False, True):
-        writer, reader, feed, names = named_ring()
-        writer.write_sets(1, [(0, frozenset({4, 5})), (1, line_map({7, 8}))])
-        if torn:
-            at = cr.ENTRIES_AT + 3 * 4  # the check word of line 4's entry
-            reader.ring.mm[at : at + 4] = b"\xff\xff\xff\xff"
-        got, complete, _ = resolved(feed, reader, 1, names)
-        if torn:
-            assert not complete and got == {"f0.py": [5]}
-        else:
-            assert complete and got == {"f0.py": [4, 5], "f1.py": [7, 8]}
+@pytest.mark.parametrize("damage", ["none", "torn-line", "torn-map", "cut"])
+def test_a_test_that_did_not_arrive_whole_keeps_only_lines_it_ran(damage: str) -> None:
+    """Regression: a test with a torn entry or cut short by a full ring reported a number that is not one of its
+    lines: a map's position or sum once the map's first entry was torn. Arms: whole; a line's entry torn, and
+    a map's first entry torn (partial, no lines: what is left cannot be told apart); cut short in the middle of
+    a map (partial, the lines before the cut)."""
+    writer, reader, feed, names = named_ring(capacity=6 if damage == "cut" else 1 << 12)
+    writer.write_sets(1, [(0, frozenset({4, 5})), (1, line_map({7, 8}))])
+    if damage.startswith("torn"):
+        slot = 0 if damage == "torn-line" else 3  # line 4's entry; the map's MAP entry
+        at = cr.ENTRIES_AT + slot * cr.ENTRY + 3 * 4  # its check word
+        reader.ring.mm[at : at + 4] = b"\xff\xff\xff\xff"
+    got, complete, _ = resolved(feed, reader, 1, names)
+    assert complete is (damage == "none")
+    assert got == {"none": {"f0.py": [4, 5], "f1.py": [7, 8]}, "cut": {"f0.py": [4, 5]}}.get(damage, {})
 
 
 def test_a_map_any_ring_sent_before_is_not_listed_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -548,7 +548,7 @@ def test_a_map_any_ring_sent_before_is_not_listed_again(monkeypatch: pytest.Monk
 
 
 def test_a_take_written_from_one_map_reads_back_as_the_same_sets_do() -> None:
-    """Regression: ``write_map`` (the probes' take left unsliced, each part compared in place with its file's
+    """Regression: ``write_map`` (the probes' take left whole, each part compared in place with its file's
     last set) referring a part to the wrong set: one of another length that starts the same (a file that got
     a longer part), or one from before the file's set changed. Arms: the same random takes through
     ``write_sets`` (sliced) and through ``write_map``; every test reads back the same, and the unsliced way
@@ -578,15 +578,67 @@ def test_a_take_written_from_one_map_reads_back_as_the_same_sets_do() -> None:
             if how == "sets":
                 assert writer.write_sets(test, [(f, data[a:b]) for f, a, b in spans]) == 0
             else:
-                assert writer.write_map(test, data, spans) == 0
+                assert writer.write_map(test, data, lambda _: spans) == 0
         results = [resolved(feed, reader, test, names)[:2] for writer, reader, feed, names in rings.values()]
         expected = {f"f{f}.py": cr.line_numbers(data[a:b])[1 if data[a] else 0 :] for f, a, b in spans}
         expected = {path: lines for path, lines in expected.items() if lines}
         assert results[0] == results[1] == (expected, True), test
     assert rings["map"][0].write <= rings["sets"][0].write
     writer, reader, feed, names = named_ring()
-    writer.write_map(1, line_map({1}), [(0, 0, 40)])
+    writer.write_map(1, line_map({1}), lambda _: [(0, 0, 40)])
     longer = line_map({1, 44}, 48)  # starts as the file's last set did, and goes on
-    writer.write_map(2, longer, [(0, 0, 48)])
+    writer.write_map(2, longer, lambda _: [(0, 0, 48)])
     assert resolved(feed, reader, 1, names)[:2] == ({"f0.py": [1]}, True)
     assert resolved(feed, reader, 2, names)[:2] == ({"f0.py": [1, 44]}, True)
+
+
+@pytest.mark.parametrize("how", ["sets", "map"])
+def test_a_test_that_ran_what_the_test_before_it_ran_is_one_entry_and_never_wrong(how: str) -> None:
+    """Regression: a test that ran the very same lines as the test before it re-sent a mark per file (the
+    cost ``SAME`` saves), or took lines the test before it never had whole. Arms: the same take twice (one
+    entry, the same lines, complete); the test before it torn (partial, no line it did not run); the test
+    before it never resolved here (partial, no lines); a different take (sent as sets); a test after one the
+    ring could not hold whole (sent as sets)."""
+    take = line_map({2, 5}) + line_map({7})
+
+    def write(writer: cr.RingWriter, test: int, data: bytes = take) -> int:
+        if how == "map":
+            return writer.write_map(test, data, lambda _: [(0, 0, 40), (1, 40, 80)])
+        return writer.write_sets(test, [(0, data[:40]), (1, data[40:])])
+
+    expected = {"f0.py": [2, 5], "f1.py": [7]}
+    writer, reader, feed, names = named_ring()
+    write(writer, 1)
+    before = writer.write
+    write(writer, 2)
+    assert writer.write - before == 2  # SAME and the end entry
+    one, two = resolved(feed, reader, 1, names), resolved(feed, reader, 2, names)
+    assert one == (expected, True, True) and two == (expected, True, True)
+    before = writer.write
+    write(writer, 3, line_map({2}) + line_map({7}))
+    assert writer.write - before > 2
+    assert resolved(feed, reader, 3, names)[:2] == ({"f0.py": [2], "f1.py": [7]}, True)
+
+    writer, reader, feed, names = named_ring()
+    write(writer, 1)
+    reader.ring.mm[cr.ENTRIES_AT + 3 * 4 : cr.ENTRIES_AT + 4 * 4] = b"\xff\xff\xff\xff"  # a check word
+    write(writer, 2)
+    (one, complete_one, _), (two, complete_two, _) = resolved(feed, reader, 1, names), resolved(feed, reader, 2, names)
+    assert not complete_one and not complete_two and two == one
+    assert all(set(lines) <= set(expected[path]) for path, lines in two.items())
+
+    writer, reader, feed, names = named_ring()
+    write(writer, 1)
+    write(writer, 2)
+    reader.take(1)  # drained, never resolved
+    assert resolved(feed, reader, 2, names)[:2] == ({}, False)
+
+    writer, reader, feed, names = named_ring(capacity=8)
+    write(writer, 1)
+    assert writer.write_sets(2, [(0, frozenset(range(1, 20)))]) > 0  # cut short
+    reader.take(1)
+    reader.take(2)
+    before = writer.write
+    write(writer, 3)
+    write(writer, 3 + 1)
+    assert writer.write - before > 2 + 2

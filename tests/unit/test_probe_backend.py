@@ -106,27 +106,27 @@ def test_a_longer_version_of_a_file_gets_a_part_of_its_own_and_reads_back_as_one
     assert [(f, coverage_ring.line_numbers(s)) for f, s in probe.take()] == [(0, [1, 100])]
 
 
-def test_an_unsliced_take_is_offered_only_when_its_parts_need_no_joining(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Regression: ``take_spans`` (what the writer compares in place) handing out a file's lines in two parts,
-    as two sets of one file, or a map too large to copy whole. Arms: one part a file, the spans cover what
+def test_a_whole_take_is_offered_only_when_its_parts_need_no_joining(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: ``take_whole`` (what the writer compares in place) handing out a file's lines in two parts,
+    as two sets of one file, or a map too large to copy whole. Arms: one part a file, its spans cover what
     ``take`` would give; a file with a second part, or a map past ``WHOLE_MAP``: None, and ``take`` as ever."""
     probe = two_file_backend()
     a = probe.rewrite(compile("x = 1\ny = 2\n", "/w/a.py", "exec"))
     b = probe.rewrite(compile("z = 3\n", "/w/b.py", "exec"))
     exec(a, {})
     exec(b, {})
-    got = probe.take_spans()
-    assert got is not None
-    seen, spans = got
+    seen = probe.take_whole()
+    assert seen is not None
+    spans = probe.spans(seen)
     assert [(f, coverage_ring.line_numbers(seen[start:end])) for f, start, end in spans] == [(0, [1, 2]), (1, [1])]
-    assert probe.take() == [] and probe.take_spans() == (bytes(len(probe.map)), [])
+    assert probe.take() == [] and probe.take_whole() == bytes(len(probe.map))
     monkeypatch.setattr(probes, "WHOLE_MAP", 0)
-    assert probe.take_spans() is None
+    assert probe.take_whole() is None
     monkeypatch.undo()
     longer = probe.rewrite(compile("\n" * 99 + "w = 4\n", "/w/a.py", "exec"))
     exec(longer, {})
     exec(a, {})
-    assert probe.take_spans() is None
+    assert probe.take_whole() is None
     assert [(f, coverage_ring.line_numbers(s)) for f, s in probe.take()] == [(0, [1, 2, 100])]
 
 
