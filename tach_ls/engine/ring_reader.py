@@ -221,6 +221,14 @@ class RingReader:
         words = array("I")
         words.frombytes(raw)
         lines, files, tests = words[0::4], words[1::4], words[2::4]
+        test = tests[-1]
+        if files[-1] == END and files.count(END) == 1 and tests.count(test) == count:  # one test, ended: most drains
+            if words[3::4] != checks(lines, files, test, start, self.ring.capacity):
+                self._group_slowly(words, start, count)
+                return
+            self._add(test, lines[:-1], files[:-1], count - 1)
+            self._end(test, lines[-1], torn=False)
+            return
         if words[3::4] != checks(lines, files, tests, start, self.ring.capacity):
             self._group_slowly(words, start, count)
             return
