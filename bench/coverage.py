@@ -3,7 +3,9 @@
 Prints, per suite and interpreter, measured side by side in one run (never asserted):
 
 1. run time (wall and CPU), medians of ``--repeat`` interleaved rounds (each round runs every
-   variant once, in a shuffled order, after one untimed warm-up of each):
+   process variant once and every tach-ls variant ``--engine-runs`` times, all in one shuffled
+   order, after one untimed warm-up of each: a tach-ls run takes 2-3 s against pytest-cov's 20,
+   so its ratio, which the target is about, gets the samples that steady it):
    - ``pytest``, ``coverage run -m pytest`` and ``pytest --cov=ROOT
      --cov-context=test`` (pytest-cov's per-test contexts), each a whole process;
    - a warm ``tach-ls`` "run all" (a zygote already up, as in the editor) with
@@ -25,7 +27,7 @@ touched: this script builds ``bench/.work/venvs/<suite>-cov-py3.X`` per
 interpreter with the same pins plus pytest-cov (marker file as in suites.py).
 Workers run without isolation (``--isolation off``): this measures coverage.
 
-    python bench/coverage.py [flask click] [--python 3.11 3.12] [--repeat N] [--json FILE]
+    python bench/coverage.py [flask click] [--python 3.11 3.12] [--repeat N] [--engine-runs K] [--json FILE]
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def engine_run(sup: Supervisor) -> tuple[float, float, Any]:
     return wall, _layer_cpu(sup) + server - cpu, summary
 
 
-def measure(env: Env, repeat: int, scratch: Path) -> dict[str, list[float]]:
+def measure(env: Env, repeat: int, scratch: Path, engine_runs: int = 3) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     data_file = scratch / f"{env.name}-{env.version}.coverage"
     cov_env = {"COVERAGE_FILE": str(data_file)}
     process_variants = {
@@ -191,7 +193,7 @@ def measure(env: Env, repeat: int, scratch: Path) -> dict[str, list[float]]:
         for sup in engines.values():
             engine_run(sup)
         for _ in range(repeat):
-            order = [*process_variants, *engines]
+            order = [*process_variants, *engines] + [*engines] * (engine_runs - 1)
             random.shuffle(order)
             for key in order:
                 if isinstance(key, str):
@@ -270,7 +272,8 @@ def agreement(env: Env, scratch: Path) -> dict[str, Any]:
 
 def report(env: Env, times: dict[str, list[float]], cpus: dict[str, list[float]], agree: dict[str, Any]) -> dict[str, Any]:
     target = TARGETS[env.version]
-    print(f"\n== {env.name} on Python {env.version} ({len(times['pytest'])} rounds, medians) ==")
+    runs = len(times["tach-ls -n 1"]) // max(1, len(times["pytest"]))
+    print(f"\n== {env.name} on Python {env.version} ({len(times['pytest'])} rounds, tach-ls {runs} runs a round, medians) ==")
     print(f"  {'':<32} {'wall':>7}   {'CPU':>7}")
     for name in times:
         print(f"  {name:<32} {statistics.median(times[name]):6.2f}s   {statistics.median(cpus[name]):6.2f}s"
@@ -308,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suites", nargs="*", default=["flask", "click"])
     parser.add_argument("--python", nargs="+", default=["3.11", "3.12"], choices=sorted(TARGETS))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engine-runs", type=int, default=3, help="runs of each tach-ls variant per round")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     out = []
@@ -315,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.suites:
             for version in args.python:
                 env = prepare_env(name, version)
-                times, cpus = measure(env, args.repeat, Path(scratch))
+                times, cpus = measure(env, args.repeat, Path(scratch), max(1, args.engine_runs))
                 out.append(report(env, times, cpus, agreement(env, Path(scratch))))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
