@@ -57,6 +57,7 @@ Zygote side (the project's interpreter; stdlib + pytest only):
   taken from one byte map; ``bytecode``: the rewrite itself (decode, place
   probes, re-encode jumps, exception and location tables).
 - ``coverage_ring``: the shared-memory ring (a memfd made before each fork)
-  that carries a worker's line hits to the supervisor, and its writer (the reader,
-  ``ring_reader``, is server side).
+  that carries a worker's line hits to the supervisor: its layout and entry
+  encoding; ``ring_writer``: the worker's end (the reader, ``ring_reader``,
+  is server side).
 """

@@ -67,7 +67,7 @@ from collections.abc import Callable, Sequence
 from types import CodeType
 from typing import Any, Protocol
 
-from . import coverage_ring, probes, procutil
+from . import coverage_ring, probes, procutil, ring_writer
 from .tracefunc import CTracerBackend, SettraceBackend
 
 FileIdOf = Callable[[str], "int | None"]
@@ -150,7 +150,7 @@ class Collector:
         """File id -> real path."""
         self._ids: dict[str, int] = {}
         self.backend = choose_backend(core, self.file_id)
-        self.writer: coverage_ring.RingWriter | None = None
+        self.writer: ring_writer.RingWriter | None = None
         self.dropped = 0
 
     @property
@@ -195,12 +195,12 @@ class Collector:
     def new_ring(self) -> coverage_ring.Ring:
         """A ring for the next child, holding the file ids known so far (call right before the fork)."""
         ring = coverage_ring.create(self.ring_entries)
-        coverage_ring.RingWriter(ring).publish_files(self.paths)
+        ring_writer.RingWriter(ring).publish_files(self.paths)
         return ring
 
     def attach(self, ring: coverage_ring.Ring) -> None:
         """In the child: hits from now on go to ``ring``."""
-        self.writer = coverage_ring.RingWriter(ring)
+        self.writer = ring_writer.RingWriter(ring)
 
     def begin_test(self, test: int) -> None:
         """Lines run so far (a batch's collection, in spawn mode) are recorded as outside any test."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tach_ls import coverage_data
-from tach_ls.engine import coverage_ring, ring_reader, tracer
+from tach_ls.engine import coverage_ring, ring_reader, ring_writer, tracer
 from tach_ls.engine.coverage_feed import CoverageFeed, RunCoverageBuilder
 from tach_ls.engine.results import Status, TestResult
 from tach_ls.report import lcov
@@ -46,7 +46,7 @@ def test_fill_takes_the_test_from_its_workers_ring(tmp_path: Path) -> None:
     writers = {}
     for worker in (1, 2):
         ring = coverage_ring.create(64, 4096)
-        writer = coverage_ring.RingWriter(ring)
+        writer = ring_writer.RingWriter(ring)
         writer.publish_files([f"{root}/w{worker}.py"])
         writer.write_test(1, array("I", [10 * worker]), array("I", [0]))
         feed.attach(worker, 100 + worker, os.dup(ring.fd))

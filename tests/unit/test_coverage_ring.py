@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tach_ls.engine import coverage_ring as cr
-from tach_ls.engine import ring_reader
+from tach_ls.engine import ring_reader, ring_writer
 from tach_ls.engine import coverage_feed
 from tach_ls.engine.coverage_feed import CoverageFeed
 
@@ -38,14 +38,14 @@ def packed(test: int) -> set[int]:
     return {f << 32 | line for f, line in lines_of(test)}
 
 
-def write(writer: cr.RingWriter, test: int) -> int:
+def write(writer: ring_writer.RingWriter, test: int) -> int:
     pairs = lines_of(test)
     return writer.write_test(test, array("I", [p[1] for p in pairs]), array("I", [p[0] for p in pairs]))
 
 
-def new_ring(capacity: int, map_bytes: int = 4096) -> tuple[cr.RingWriter, ring_reader.RingReader]:
+def new_ring(capacity: int, map_bytes: int = 4096) -> tuple[ring_writer.RingWriter, ring_reader.RingReader]:
     ring = cr.create(capacity, table_bytes=4096, map_bytes=map_bytes)
-    writer = cr.RingWriter(ring)
+    writer = ring_writer.RingWriter(ring)
     writer.publish_files(FILES)
     return writer, ring_reader.RingReader(ring)
 
@@ -112,7 +112,7 @@ def test_a_test_whose_end_entry_was_dropped_is_partial() -> None:
 def test_unknown_file_id_and_full_table_mark_partial() -> None:
     """Regression: hits of a file whose path never reached the table resolved to nothing, silently."""
     ring = cr.create(64, table_bytes=64)
-    writer, reader = cr.RingWriter(ring), ring_reader.RingReader(ring)
+    writer, reader = ring_writer.RingWriter(ring), ring_reader.RingReader(ring)
     writer.publish_files(["/w/a.py", "/w/" + "b" * ring.table_size + ".py"])  # the second does not fit the table
     assert writer.table_full and writer.files_published == 1
     writer.write_test(1, array("I", [3]), array("I", [0]))
@@ -160,11 +160,11 @@ WRITER = textwrap.dedent(
     import os, signal, sys
     from array import array
     sys.path.insert(0, {repo!r})
-    from tach_ls.engine import coverage_ring as cr
+    from tach_ls.engine import coverage_ring as cr, ring_writer
     from tests.unit.test_coverage_ring import FILES, lines_of
 
     ring = cr.attach(int(sys.argv[1]))
-    writer = cr.RingWriter(ring)
+    writer = ring_writer.RingWriter(ring)
     writer.publish_files(FILES)
     mode, count = sys.argv[2], int(sys.argv[3])
     for test in range(1, count + 1):
@@ -314,7 +314,7 @@ def resolved(feed: CoverageFeed, reader: ring_reader.RingReader, test: int, name
     return found, got.complete and not unknown, got.whole
 
 
-def named_ring(capacity: int = 1 << 12, map_bytes: int = 4096) -> tuple[cr.RingWriter, ring_reader.RingReader, CoverageFeed, Names]:
+def named_ring(capacity: int = 1 << 12, map_bytes: int = 4096) -> tuple[ring_writer.RingWriter, ring_reader.RingReader, CoverageFeed, Names]:
     writer, reader = new_ring(capacity, map_bytes)
     return writer, reader, CoverageFeed(Path("/w")), {}
 
@@ -601,7 +601,7 @@ def test_a_test_that_ran_what_the_test_before_it_ran_is_one_entry_and_never_wron
     ring could not hold whole (sent as sets)."""
     take = line_map({2, 5}) + line_map({7})
 
-    def write(writer: cr.RingWriter, test: int, data: bytes = take) -> int:
+    def write(writer: ring_writer.RingWriter, test: int, data: bytes = take) -> int:
         if how == "map":
             return writer.write_map(test, data, lambda _: [(0, 0, 40), (1, 40, 80)])
         return writer.write_sets(test, [(0, data[:40]), (1, data[40:])])
