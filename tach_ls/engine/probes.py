@@ -111,7 +111,7 @@ class ProbeBackend:
         assert file_id is not None, filename
         # A new part, past every other: the file's first, or a longer version of it (code compiled under its
         # name later); take() joins a file's parts. Room to spare, so a few more lines need no new part.
-        size = last_line + 1 + last_line // 4 + 16
+        size = last_line + 1 + SLACK
         base = len(self.map)
         self.map.extend(bytes(size))  # in place: the probes already written keep pointing at the map
         self._ordered = self._ordered and (not self.part_file or file_id > self.part_file[-1])
@@ -230,6 +230,9 @@ class ProbeBackend:
 
 
 WHOLE_MAP = 128 << 10
+SLACK = 16
+"""Lines a part has past its file's last line: code compiled under the file's name later that reaches a little
+further needs no part of its own. No more: every byte of the map is copied, zeroed and compared per test."""
 _ALL = slice(None)
 
 
