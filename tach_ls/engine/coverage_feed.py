@@ -315,8 +315,9 @@ class RunCoverageBuilder:
         self.partial: list[NodeId] = []
         self.files: dict[RelPath, set[int]] = {}
         self.notes_before = len(feed.notes)
-        self._added: dict[int, Lines] = {}
-        """The line lists already in ``files``, by id (tests that ran a named set share its list); holding them
+        self._added: dict[tuple[RelPath, int], Lines] = {}
+        """The line lists already in ``files``, by file and id (tests that ran a named set share its list, and
+        files with the same line map share one too: the id alone would skip the second file); holding them
         keeps an id from being reused during the run."""
 
     def add(self, result: TestResult) -> None:
@@ -329,9 +330,10 @@ class RunCoverageBuilder:
             self.partial.append(result.nodeid)
         files, added = self.files, self._added
         for rel, lines in result.coverage.items():
-            if id(lines) in added:
+            key = (rel, id(lines))
+            if key in added:
                 continue
-            added[id(lines)] = lines
+            added[key] = lines
             found = files.get(rel)
             if found is None:
                 files[rel] = set(lines)

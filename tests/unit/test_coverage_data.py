@@ -101,6 +101,17 @@ def test_run_builder_marks_what_ran_without_lines_partial(tmp_path: Path) -> Non
     assert run.files == {"a.py": [1, 3], "b.py": [1]}
 
 
+def test_files_that_share_a_line_list_are_each_in_the_run(tmp_path: Path) -> None:
+    """Regression: two templates with the same line map got the same list from the feed's map cache, and the
+    run's totals kept only the first file (Flask: 3 of 65 files missing from LCOV). Arms: two files sharing
+    one list in one test, and a later test running the first again: both files in the totals."""
+    builder = RunCoverageBuilder(CoverageFeed(tmp_path))
+    shared = [1, 2, 4]
+    builder.add(TestResult("t::a", Status.PASSED, worker=1, coverage={"x.html": shared, "y.txt": shared}))
+    builder.add(TestResult("t::b", Status.PASSED, worker=1, coverage={"x.html": shared}))
+    assert builder.finish().files == {"x.html": [1, 2, 4], "y.txt": [1, 2, 4]}
+
+
 def test_analysis_matches_coverage_py_report(project: Path) -> None:
     """Regression: "missed" lines that disagree with coverage.py's report (statements, exclusions, multi-line)."""
     from coverage import Coverage
