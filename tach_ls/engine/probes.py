@@ -164,11 +164,11 @@ class ProbeBackend:
         lines = self.map
         size = len(lines)
         if size <= WHOLE_MAP:
-            [seen] = _copy_and_zero(self._whole_calls(size))
-            taken = [(file_id, seen[start:end]) for file_id, start, end in self._ran(seen)]
+            seen = self._copy_whole(size)
+            taken = [(file_id, seen[start:end]) for file_id, start, end in self.spans(seen)]
         else:
             zeros, partial = self._zeros_for(size), functools.partial
-            spans = self._ran(lines)  # a line marked after it looked at a file is in the next take
+            spans = self.spans(lines)  # a line marked after it looked at a file is in the next take
             calls: list[Any] = []
             for _, start, end in spans:
                 span = slice(start, end)
@@ -188,28 +188,25 @@ class ProbeBackend:
         size = len(self.map)
         if size > WHOLE_MAP or not self._ordered:
             return None
-        seen: bytes
-        [seen] = _copy_and_zero(self._whole_calls(size))
-        return seen
+        return self._copy_whole(size)
 
-    def spans(self, seen: bytes) -> list[tuple[int, int, int]]:
-        """(file id, start, end) of each part of a whole take with a line marked, ascending file ids."""
-        return self._ran(seen)
-
-    def _whole_calls(self, size: int) -> list[Any]:
-        """Copy the map, zero it (made again when the map has grown)."""
+    def _copy_whole(self, size: int) -> bytes:
+        """The map copied, and zeroed (the two calls made again only when the map has grown)."""
         if self._whole_size != size:
             zero = functools.partial(self.map.__setitem__, _ALL, self._zeros_for(size)[:size])
             self._whole, self._whole_size = [functools.partial(bytes, self.map), zero], size
-        return self._whole
+        seen: bytes
+        [seen] = _copy_and_zero(self._whole)
+        return seen
 
     def _zeros_for(self, size: int) -> memoryview:
         if len(self._zeros) < size:
             self._zeros = memoryview(bytes(size))
         return self._zeros
 
-    def _ran(self, lines: bytes | bytearray) -> list[tuple[int, int, int]]:
-        """(file id, start, end) of each part of the map with a line marked, in the map's order."""
+    def spans(self, lines: bytes | bytearray) -> list[tuple[int, int, int]]:
+        """(file id, start, end) of each part of the map (or of a whole take) with a line marked, in the map's
+        order (ascending file ids when the parts are ordered)."""
         starts, ends, part_file, bisect_right = self.starts, self.ends, self.part_file, bisect.bisect_right
         found = []
         at = lines.find(1)  # memchr: the parts no line of which ran cost next to nothing

@@ -1,7 +1,8 @@
 """The supervisor's end of a coverage ring: drains a worker's entries, groups them by test, reads line maps.
 
-Standard library only. The layout, the integrity rules and the writer are in
-``coverage_ring``; this module reads what that writer wrote.
+Standard library only. The layout and the integrity rules are in
+``coverage_ring``, the writer in ``ring_writer``; this module reads what that
+writer wrote.
 """
 
 from __future__ import annotations
@@ -222,15 +223,13 @@ class RingReader:
         words.frombytes(raw)
         lines, files, tests = words[0::4], words[1::4], words[2::4]
         test = tests[-1]
-        if files[-1] == END and files.count(END) == 1 and tests.count(test) == count:  # one test, ended: most drains
-            if words[3::4] != checks(lines, files, test, start, self.ring.capacity):
-                self._group_slowly(words, start, count)
-                return
+        one = files[-1] == END and files.count(END) == 1 and tests.count(test) == count  # one test, ended: most drains
+        if words[3::4] != checks(lines, files, test if one else tests, start, self.ring.capacity):
+            self._group_slowly(words, start, count)
+            return
+        if one:
             self._add(test, lines[:-1], files[:-1], count - 1)
             self._end(test, lines[-1], torn=False)
-            return
-        if words[3::4] != checks(lines, files, tests, start, self.ring.capacity):
-            self._group_slowly(words, start, count)
             return
         # A file id missing from the table is not checked here: resolving the hits to paths
         # (CoverageFeed.resolve) finds it and marks the test partial.

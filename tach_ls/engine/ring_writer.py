@@ -202,9 +202,10 @@ class RingWriter:
         files.extend(array("I", [file_id]) * (len(lines) - before))
 
     def _same(self, test: TestId, ran: object, partial: bool) -> int | None:
-        """Write one ``SAME`` entry (and say how many entries were dropped) if the test ran what the test before it ran (written whole, as this one
-        must be): a test's take compared whole, most often a map's bytes (``memcmp``). Parametrized tests, and
-        a module's tests of one function, often run the very same lines; in Click's suite 43% of its tests."""
+        """If the test ran what the test before it ran (that one written whole, and this one not partial), write
+        one ``SAME`` entry and say how many entries were dropped; else None. The takes are compared whole, most
+        often a map's bytes (``memcmp``). Parametrized tests, and a module's tests of one function, often run
+        the very same lines: in Click's suite 43% of its tests."""
         if partial or self.table_full or self.previous[0] != test - 1 or self.previous[1] != ran:
             return None
         dropped = self.write_test(test, array("I", [SAME]), array("I", [0]), grouped=True)
