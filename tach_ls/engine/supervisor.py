@@ -47,7 +47,7 @@ from typing import Any
 from . import wire
 from .coverage_feed import CoverageFeed, RunCoverageBuilder
 from .layers import LayerSet
-from .results import NodeId
+from .results import NodeId, TestResult
 from .runs import ResultCallback, Run, RunHandle, RunRequest, StartCallback, WorkerSlot
 from .scheduler import RunScheduler
 from .status import EngineConfig, EngineState, EngineStatus, StateCallback
@@ -95,6 +95,8 @@ class Supervisor(RunScheduler):
         self._current: _Conn | None = None  # the message's connection, during dispatch
         self._layers = LayerSet(self)
         self._coverage = CoverageFeed(config.root) if config.coverage else None
+        self._held: list[tuple[TestResult, WorkerSlot, Any]] = []
+        self._held_since = 0.0
 
     # -- public API (any thread) ---------------------------------------------
 
@@ -192,9 +194,11 @@ class Supervisor(RunScheduler):
                 # What a process said before it exited must be read before its exit is handled:
                 # the two come through different file descriptors, in no particular order.
                 self._drain()
+                self.record_held()
                 for on_exit in exits:
                     on_exit()
             while not self._calls.empty():
+                self.record_held()
                 self._calls.get()()
             self._check_timeouts()
             self._schedule()
@@ -242,6 +246,8 @@ class Supervisor(RunScheduler):
         self._current = conn
         if fds:
             message["_fds"] = fds  # a handler keeps a descriptor by taking it out of this list
+        if message.get("op") != "test_finished":
+            self.record_held()  # the results before it first: what a worker said next concerns them
         try:
             wire.dispatch(self, message)
         finally:
@@ -273,7 +279,7 @@ class Supervisor(RunScheduler):
 
     def _next_deadline(self) -> float | None:
         times = [t for slot in self._workers.values() for t in (slot.deadline, slot.kill_at) if t is not None]
-        for when in (self._layers.retry_at, self._layers.start_deadline):
+        for when in (self._layers.retry_at, self._layers.start_deadline, self.held_deadline()):
             if when is not None:
                 times.append(when)
         if not times:

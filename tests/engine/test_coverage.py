@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tach_ls import coverage_data
-from tach_ls.engine.results import Status
-from tach_ls.engine.runs import RunMode
+from tach_ls.engine.results import Status, TestResult
+from tach_ls.engine.runs import RunMode, RunRequest
 
-from .conftest import EngineFactory, _find_python, statuses
+from .conftest import RUN_BOUND, EngineFactory, _find_python, statuses
 
 pytestmark = pytest.mark.engine
 
@@ -263,3 +263,59 @@ def test_an_edited_module_brings_its_new_lines(module_engine, project) -> None:
     assert second.coverage is not None
     assert line_of(root, "src/calc/ops.py", "total = a + b") in second.coverage.files["src/calc/ops.py"]
     assert line_of(root, "src/calc/ops.py", "return total") in second.results[0].coverage["src/calc/ops.py"]  # type: ignore[index]
+
+
+STREAM = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from calc import ops
+
+FLAG = Path(os.environ["TACH_TEST_FLAG"])
+
+
+@pytest.mark.parametrize("n", range(60))
+def test_many(n):
+    assert ops.add(n, 1) == n + 1
+
+
+def test_first():
+    assert ops.add(1, 1) == 2
+
+
+def test_waits_for_the_result_before_it():
+    deadline = time.monotonic() + 30
+    while not FLAG.exists():
+        assert time.monotonic() < deadline, "the result of test_first was held until its worker's batch ended"
+        time.sleep(0.01)
+"""
+
+
+def test_results_held_to_be_read_together_still_stream(engine, project, tmp_path) -> None:
+    """With coverage on, results are recorded in batches (``RunScheduler.record_held``): more results than a
+    batch holds all come, in order, each with its lines; and a result is never held for as long as its
+    worker's next test takes. The last test waits for the result of the one before it (same worker) to reach
+    the caller: held until the end of the worker's batch, it would wait out its bound and fail."""
+    root = project("coverage_basic")
+    (root / "tests" / "test_stream.py").write_text(STREAM)
+    flag = tmp_path / "first-result-seen"
+    env = dict(os.environ, TACH_TEST_FLAG=str(flag))
+    eng = engine(root, workers=1, coverage=True, env=env, isolation="off")  # the flag is in the host's /tmp
+    seen: list[str] = []
+
+    def on_result(result: TestResult) -> None:
+        seen.append(result.nodeid.rsplit("::", 1)[1])
+        if seen[-1] == "test_first":
+            flag.touch()
+
+    summary = eng.sup.run(RunRequest(args=["tests/test_stream.py"], workers=1), on_result=on_result).wait(RUN_BOUND)
+    assert set(statuses(summary).values()) == {Status.PASSED}, statuses(summary)
+    assert seen == [f"test_many[{n}]" for n in range(60)] + ["test_first", "test_waits_for_the_result_before_it"]
+    add_body = line_of(root, "src/calc/ops.py", "return a + b")
+    for result in summary.results:
+        assert not result.coverage_partial, result.nodeid
+        if result.nodeid.endswith("]") or result.nodeid.endswith("test_first"):
+            assert add_body in result.coverage["src/calc/ops.py"], result.nodeid
