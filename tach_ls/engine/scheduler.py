@@ -4,10 +4,11 @@ Server side. ``RunScheduler`` is mixed into ``Supervisor`` so that worker
 messages dispatch by name (``on_test_finished``...) on the same object as the
 layer messages. It owns the life of a run: local or remote selection, the
 click that starts before its freshness check (undone if the code changed),
-batches handed to workers as slots free up, each result streamed, a debug
-run's address handed to its caller, and every way a worker can end: reported, crashed (signal or ``os._exit``), timed out
-(stacks dumped by faulthandler, then the process group killed), cancelled,
-or lost with its zygote.
+batches handed to workers as slots free up, each result streamed (with
+coverage on, in batches at most 15 ms apart: ``record_held``), a debug run's
+address handed to its caller, and every way a worker can end: reported,
+crashed (signal or ``os._exit``), timed out (stacks dumped by faulthandler,
+then the process group killed), cancelled, or lost with its zygote.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from tach_ls.engine.runs import RunRequest
 from tach_ls.engine.supervisor import EngineState
 
 from .conftest import (
+    RUN_BOUND,
     Engine,
     EngineFactory,
     copy_project,
@@ -81,6 +82,34 @@ def test_a_crash_mid_batch_requeues_the_rest(faults: Engine) -> None:
         f"{FAULTS}::test_ok_before": Status.PASSED,
         f"{FAULTS}::test_ok_after": Status.PASSED,
     }
+
+
+def test_with_coverage_results_held_back_come_before_a_timeout_and_a_crash(
+    module_engine: EngineFactory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With coverage on, results are recorded in batches (``RunScheduler.record_held``): a timeout or a crash
+    after them must not overtake them, lose them, or lose their lines; every ring is released, and the next
+    run works."""
+    root = copy_project("engine_faults", tmp_path_factory.mktemp("faults-coverage"))
+    eng = module_engine(root, timeout=1.0, coverage=True)
+    order: list[str] = []
+    names = ["test_ok_before", "test_fault[hang-call]", "test_ok_after", "test_fault[kill-call]"]  # a pass before each
+    wide = RunRequest(args=[f"{FAULTS}::{name}" for name in names], workers=1)
+    summary = eng.sup.run(wide, on_result=lambda r: order.append(r.nodeid.rsplit("::", 1)[1])).wait(RUN_BOUND)
+    by_name = {r.nodeid.rsplit("::", 1)[1]: r for r in summary.results}
+    assert {name: r.status for name, r in by_name.items()} == {
+        "test_fault[hang-call]": Status.TIMEOUT,
+        "test_fault[kill-call]": Status.CRASHED,
+        "test_ok_before": Status.PASSED,
+        "test_ok_after": Status.PASSED,
+    }
+    assert order == names
+    for name in ("test_ok_before", "test_ok_after"):
+        assert not by_name[name].coverage_partial and by_name[name].coverage, name
+    for name in ("test_fault[hang-call]", "test_fault[kill-call]"):
+        assert by_name[name].coverage_partial and by_name[name].coverage == {}, name
+    assert_next_run_works(eng)
+    assert eng.sup._coverage is not None and not eng.sup._coverage.rings  # every ring released
 
 
 def test_output_is_capped_with_a_marker(faults: Engine) -> None:
