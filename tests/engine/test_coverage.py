@@ -267,14 +267,10 @@ def test_an_edited_module_brings_its_new_lines(module_engine, project) -> None:
 
 STREAM = """
 import os
-import time
-from pathlib import Path
 
 import pytest
 
 from calc import ops
-
-FLAG = Path(os.environ["TACH_TEST_FLAG"])
 
 
 @pytest.mark.parametrize("n", range(60))
@@ -287,31 +283,37 @@ def test_first():
 
 
 def test_waits_for_the_result_before_it():
-    deadline = time.monotonic() + 30
-    while not FLAG.exists():
-        assert time.monotonic() < deadline, "the result of test_first was held until its worker's batch ended"
-        time.sleep(0.01)
+    # Blocks until the caller has seen test_first's result and written to the FIFO (the run's timeout bounds it).
+    with open(os.environ["TACH_TEST_FIFO"], "rb") as fifo:
+        assert fifo.read(1) == b"x"
 """
 
 
 def test_results_held_to_be_read_together_still_stream(engine, project, tmp_path) -> None:
     """With coverage on, results are recorded in batches (``RunScheduler.record_held``): more results than a
     batch holds all come, in order, each with its lines; and a result is never held for as long as its
-    worker's next test takes. The last test waits for the result of the one before it (same worker) to reach
-    the caller: held until the end of the worker's batch, it would wait out its bound and fail."""
+    worker's next test takes. The last test blocks until the result of the one before it (same worker) has
+    reached the caller: held until the end of the worker's batch, it would time out."""
     root = project("coverage_basic")
     (root / "tests" / "test_stream.py").write_text(STREAM)
-    flag = tmp_path / "first-result-seen"
-    env = dict(os.environ, TACH_TEST_FLAG=str(flag))
-    eng = engine(root, workers=1, coverage=True, env=env, isolation="off")  # the flag is in the host's /tmp
+    fifo = tmp_path / "first-result-seen"
+    os.mkfifo(fifo)
+    env = dict(os.environ, TACH_TEST_FIFO=str(fifo))
+    eng = engine(root, workers=1, coverage=True, env=env, isolation="off", timeout=30.0)  # the FIFO is in the host's /tmp
     seen: list[str] = []
+    opened: list[int] = []
 
     def on_result(result: TestResult) -> None:
         seen.append(result.nodeid.rsplit("::", 1)[1])
-        if seen[-1] == "test_first":
-            flag.touch()
+        if seen[-1] == "test_first":  # read-write: never blocks, and keeps the byte until the test opens it
+            opened.append(os.open(fifo, os.O_RDWR))
+            os.write(opened[-1], b"x")
 
-    summary = eng.sup.run(RunRequest(args=["tests/test_stream.py"], workers=1), on_result=on_result).wait(RUN_BOUND)
+    try:
+        summary = eng.sup.run(RunRequest(args=["tests/test_stream.py"], workers=1), on_result=on_result).wait(RUN_BOUND)
+    finally:
+        for fd in opened:
+            os.close(fd)
     assert set(statuses(summary).values()) == {Status.PASSED}, statuses(summary)
     assert seen == [f"test_many[{n}]" for n in range(60)] + ["test_first", "test_waits_for_the_result_before_it"]
     add_body = line_of(root, "src/calc/ops.py", "return a + b")
