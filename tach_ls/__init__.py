@@ -13,6 +13,7 @@ Static index (no import of the project)
     walk.py            pytest's directory walk and ignore rules
     module_scan.py     one pass over a module's AST: what its __dict__ will hold
     static_eval.py     bounded static evaluation of parametrize expressions (follows imports)
+    static_calls.py    the evaluator's calls: pytest.param, one-return functions, pure builtins; mark names
     paramids.py        pytest's parametrize ids (IdMaker rules)
     fixtures_static.py fixture definitions, requests, closures, parametrized fixtures
     discovery_inputs.py  what discovery takes: options, the outside-the-file context, parsing

@@ -209,9 +209,9 @@ def _call_idfn(idfn: Lambda | Named, val: Any, ev: Evaluator) -> Any:
         fn = ev.env.functions.get(idfn.name)
         if fn is None:
             return _unknown()
-        from tach_ls.static_eval import _single_return
+        from tach_ls.static_calls import single_return
 
-        body = _single_return(fn)
+        body = single_return(fn)
         if body is None:
             return _unknown()
         idfn = Lambda([a.arg for a in fn.args.args], body)

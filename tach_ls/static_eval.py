@@ -14,15 +14,12 @@ cannot hang the indexer.
 from __future__ import annotations
 
 import ast
-import re
-import itertools
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_STEPS = 200_000
-MAX_STR = 10_000
 
 from tach_ls.static_tables import (
     MAX_SEQUENCE,
@@ -32,13 +29,11 @@ from tach_ls.static_tables import (
     _MATH_CONSTANTS,
     _MISSING,
     _MODULE_FUNCTIONS,
-    _OBJECT_BUILTINS,
-    _PATH_CLASSES,
-    _PURE_BUILTINS,
     _UNARY,
     _describe_real,
     _looks_like_class_or_function,
 )
+from tach_ls.static_calls import CallRules, mark_name, mark_names
 from tach_ls.static_values import (
     EnumClass,
     EnumMember,
@@ -49,6 +44,9 @@ from tach_ls.static_values import (
     Param,
     PathValue,
     PatternValue,
+    bound,
+    concrete,
+    iterate,
 )
 
 __all__ = [
@@ -77,7 +75,7 @@ class Env:
     _resolving: set[str] = field(default_factory=set)
 
 
-class Evaluator:
+class Evaluator(CallRules):
     """Evaluate one expression tree against an `Env`, within a step budget."""
 
     def __init__(self, env: Env, locals_: dict[str, Any] | None = None, budget: list[int] | None = None, depth: int = 0) -> None:
@@ -160,7 +158,7 @@ class Evaluator:
         out: list[Any] = []
         for elt in elts:
             if isinstance(elt, ast.Starred):
-                out.extend(self._iterate(self.eval(elt.value)))
+                out.extend(iterate(self.eval(elt.value)))
             else:
                 try:
                     out.append(self.eval(elt))
@@ -199,7 +197,7 @@ class Evaluator:
             if isinstance(value, ast.Constant):
                 parts.append(str(value.value))
             elif isinstance(value, ast.FormattedValue):
-                v = self._concrete(self.eval(value.value))
+                v = concrete(self.eval(value.value))
                 if value.conversion == ord("r"):
                     v = repr(v)
                 elif value.conversion == ord("s"):
@@ -210,7 +208,7 @@ class Evaluator:
                 parts.append(format(v, spec))
             else:
                 raise EvalError("unexpected f-string part")
-        return str(self._bound("".join(parts)))
+        return str(bound("".join(parts)))
 
     # -- names ---------------------------------------------------------------
     def on_Name(self, node: ast.Name) -> Any:
@@ -283,8 +281,8 @@ class Evaluator:
 
     # -- operators -----------------------------------------------------------
     def on_BinOp(self, node: ast.BinOp) -> Any:
-        left = self._concrete(self.eval(node.left))
-        right = self._concrete(self.eval(node.right))
+        left = concrete(self.eval(node.left))
+        right = concrete(self.eval(node.right))
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise EvalError("operator not supported")
@@ -299,12 +297,12 @@ class Evaluator:
         if isinstance(node.op, ast.LShift) and isinstance(right, int) and right > 10_000:
             raise EvalError("shift too large")
         try:
-            return self._bound(op(left, right))
+            return bound(op(left, right))
         except Exception as exc:  # TypeError, ZeroDivisionError, ...: pytest would fail here too
             raise EvalError(str(exc)) from None
 
     def on_UnaryOp(self, node: ast.UnaryOp) -> Any:
-        value = self._concrete(self.eval(node.operand))
+        value = concrete(self.eval(node.operand))
         try:
             return _UNARY[type(node.op)](value)
         except Exception as exc:
@@ -313,7 +311,7 @@ class Evaluator:
     def on_BoolOp(self, node: ast.BoolOp) -> Any:
         result: Any = None
         for value_node in node.values:
-            result = self._concrete(self.eval(value_node))
+            result = concrete(self.eval(value_node))
             if isinstance(node.op, ast.And) and not result:
                 return result
             if isinstance(node.op, ast.Or) and result:
@@ -321,9 +319,9 @@ class Evaluator:
         return result
 
     def on_Compare(self, node: ast.Compare) -> bool:
-        left = self._concrete(self.eval(node.left))
+        left = concrete(self.eval(node.left))
         for op, comp in zip(node.ops, node.comparators):
-            right = self._concrete(self.eval(comp))
+            right = concrete(self.eval(comp))
             try:
                 if not _CMP[type(op)](left, right):
                     return False
@@ -333,11 +331,11 @@ class Evaluator:
         return True
 
     def on_IfExp(self, node: ast.IfExp) -> Any:
-        test = self._concrete(self.eval(node.test))
+        test = concrete(self.eval(node.test))
         return self.eval(node.body if test else node.orelse)
 
     def on_Subscript(self, node: ast.Subscript) -> Any:
-        value = self._concrete(self.eval(node.value))
+        value = concrete(self.eval(node.value))
         index = self.eval(node.slice)
         try:
             return value[index]
@@ -345,7 +343,7 @@ class Evaluator:
             raise EvalError(str(exc)) from None
 
     def on_Slice(self, node: ast.Slice) -> slice:
-        parts = [self._concrete(self.eval(p)) if p is not None else None for p in (node.lower, node.upper, node.step)]
+        parts = [concrete(self.eval(p)) if p is not None else None for p in (node.lower, node.upper, node.step)]
         return slice(*parts)
 
     # -- comprehensions --------------------------------------------------------
@@ -361,156 +359,16 @@ class Evaluator:
         gen = gens[i]
         inner = self.child(scope)
         count = 0
-        for value in self._iterate(inner.eval(gen.iter)):
+        for value in iterate(inner.eval(gen.iter)):
             new_scope = dict(scope)
             _bind(gen.target, value, new_scope)
             sub = self.child(new_scope)
-            if all(sub._concrete(sub.eval(cond)) for cond in gen.ifs):
+            if all(concrete(sub.eval(cond)) for cond in gen.ifs):
                 for out in self._comprehend(gens, i + 1, elt, new_scope):
                     count += 1
                     if count > MAX_SEQUENCE:
                         raise EvalError("comprehension too long")
                     yield out
-
-    # -- calls -------------------------------------------------------------------
-    def on_Call(self, node: ast.Call) -> Any:
-        func = node.func
-        if self._is_pytest_param(func):
-            return self._param(node)
-        name = func.id if isinstance(func, ast.Name) else None
-        if name is not None and name not in self.locals and name not in self.env.values:
-            if name in self.env.functions or name in self.env.classes:
-                fn = self.env.functions.get(name)
-                body = _single_return(fn) if fn is not None else None
-                if fn is not None and body is not None:
-                    return self.call(Lambda([a.arg for a in fn.args.args], body, name), self._args(node))
-                return Opaque(certain=False)
-            if name == "getattr" and len(node.args) in (2, 3) and not node.keywords:
-                return self._getattr(node)
-            if name in ("list", "tuple", "sorted") and len(node.args) == 1:
-                target = self.eval(node.args[0])
-                if isinstance(target, Named) and target.enum is not None:
-                    return [self._member(target.name, target.enum, m) for m in target.enum.members]
-            if name == "str" and len(node.args) == 1 and not node.keywords:
-                arg = self.eval(node.args[0])
-                if isinstance(arg, PathValue):
-                    return arg.text
-            if name in _PURE_BUILTINS and name not in self.env.imported:
-                args = [self._concrete(a) for a in self._args(node)]
-                if node.keywords:
-                    raise EvalError("keyword arguments to builtins are not evaluated")
-                try:
-                    result = _PURE_BUILTINS[name](*args)
-                except Exception as exc:
-                    raise EvalError(str(exc)) from None
-                if isinstance(result, range):
-                    if len(result) > MAX_SEQUENCE:
-                        raise EvalError("range too long")
-                    return list(result)
-                return self._bound(result)
-            if name in _OBJECT_BUILTINS and name not in self.env.imported:
-                return Opaque()
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-            if func.value.id in self.env.enums:  # Color("red") -> a member, not known which
-                raise EvalError("enum lookup by value")
-        value = None
-        try:
-            value = self.eval(func)
-        except EvalError:
-            pass
-        if isinstance(value, Named) and (value.qual in _PATH_CLASSES or value.name == "Path" and "Path" in self.env.imported):
-            parts = [self._concrete(a) for a in self._args(node)]
-            if all(isinstance(p, str) for p in parts):
-                import pathlib
-
-                return PathValue(str(pathlib.PurePosixPath(*parts)))
-        if isinstance(value, Named) and (value.qual or value.name) == "re.compile" and node.args:
-            pattern = self._concrete(self.eval(node.args[0]))
-            if isinstance(pattern, (str, bytes)):
-                return PatternValue(pattern)
-        if isinstance(value, Named) and (value.qual or value.name) in _MODULE_FUNCTIONS:
-            qual = value.qual or value.name
-            args = self._args(node) if qual.startswith("itertools.") else [self._concrete(a) for a in self._args(node)]
-            if qual.startswith("itertools.") and not all(isinstance(a, (list, tuple, str, bytes, int)) for a in args):
-                raise EvalError(f"{qual} of values not known statically")
-            try:
-                return self._bound(_MODULE_FUNCTIONS[value.qual or value.name](*args))
-            except Exception as exc:
-                raise EvalError(str(exc)) from None
-        if isinstance(value, Lambda):
-            return self.call(value, self._args(node))
-        if isinstance(value, str) and isinstance(func, ast.Attribute):
-            return self._str_method(value, func.attr, node)
-        # Some other call: most likely builds an object (np.array(...), Foo(...)).
-        return Opaque(certain=False)
-
-    def _getattr(self, node: ast.Call) -> Any:
-        obj = self.eval(node.args[0])
-        attr = self._concrete(self.eval(node.args[1]))
-        has_default = len(node.args) == 3
-        if attr == "__name__" and isinstance(obj, (Named, Lambda)):
-            return obj.name if not isinstance(obj, Named) or obj.certain else Named(obj.name, certain=False)
-        if attr == "__name__" and has_default:
-            if isinstance(obj, Opaque) and not obj.certain:
-                return Opaque(certain=False)  # might have a __name__: a guess
-            return self.eval(node.args[2])
-        raise EvalError("getattr is not evaluated statically")
-
-    def _str_method(self, value: str, attr: str, node: ast.Call) -> Any:
-        allowed = {"format", "join", "upper", "lower", "strip", "replace", "split", "title", "encode"}
-        if attr not in allowed or node.keywords and attr != "format":
-            return Opaque(certain=False)
-        args = [self._concrete(a) for a in self._args(node)]
-        kwargs = {k.arg: self._concrete(self.eval(k.value)) for k in node.keywords if k.arg}
-        try:
-            return self._bound(getattr(value, attr)(*args, **kwargs))
-        except Exception as exc:
-            raise EvalError(str(exc)) from None
-
-    def _args(self, node: ast.Call) -> list[Any]:
-        return self._elements(node.args)
-
-    def call(self, fn: Lambda, args: list[Any]) -> Any:
-        if len(args) != len(fn.params):
-            raise EvalError("argument count mismatch")
-        scope = dict(zip(fn.params, args))
-        return self.child(scope).eval(fn.body)
-
-    def _is_pytest_param(self, func: ast.expr) -> bool:
-        if isinstance(func, ast.Attribute) and func.attr == "param":
-            return isinstance(func.value, ast.Name) and func.value.id in self.env.pytest_names
-        return isinstance(func, ast.Name) and func.id in self.env.param_names
-
-    def _param(self, node: ast.Call) -> Param:
-        values = self._elements(node.args)
-        pid: Any = None
-        marks: tuple[str, ...] = ()
-        for kw in node.keywords:
-            if kw.arg == "id":
-                pid = self.eval(kw.value)  # an unknown id makes the whole set unknown
-                if pid is not None and not isinstance(pid, str):
-                    raise EvalError("pytest.param id is not a string")
-            elif kw.arg == "marks":
-                marks = tuple(mark_names(kw.value))
-        return Param(tuple(values), pid, marks)
-
-    # -- helpers -------------------------------------------------------------------
-    def _concrete(self, value: Any) -> Any:
-        if isinstance(value, (Opaque, Named, EnumMember, Param, Lambda, PatternValue, PathValue)):
-            raise EvalError("value is not known statically")
-        return value
-
-    def _iterate(self, value: Any) -> list[Any]:
-        if isinstance(value, (list, tuple, str, bytes, set)):
-            return list(value)
-        raise EvalError("not iterable statically")
-
-    @staticmethod
-    def _bound(value: Any) -> Any:
-        if isinstance(value, (str, bytes)) and len(value) > MAX_STR:
-            raise EvalError("string too long")
-        return value
-
 
 _UNKNOWN_MARK = object()
 
@@ -525,34 +383,3 @@ def _bind(target: ast.expr, value: Any, scope: dict[str, Any]) -> None:
             _bind(sub, v, scope)
     else:
         raise EvalError("unsupported comprehension target")
-
-
-def _single_return(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.expr | None:
-    body = [s for s in fn.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
-    if isinstance(fn, ast.FunctionDef) and len(body) == 1 and isinstance(body[0], ast.Return):
-        return body[0].value
-    return None
-
-
-def mark_names(node: ast.expr) -> list[str]:
-    """Names of the marks in a `marks=` value or a `pytestmark` assignment."""
-    elts = node.elts if isinstance(node, (ast.List, ast.Tuple)) else [node]
-    names: list[str] = []
-    for elt in elts:
-        name = mark_name(elt)
-        if name is not None:
-            names.append(name)
-    return names
-
-
-def mark_name(node: ast.expr) -> str | None:
-    """`pytest.mark.NAME` or `pytest.mark.NAME(...)` or `mark.NAME` -> NAME."""
-    if isinstance(node, ast.Call):
-        node = node.func
-    if isinstance(node, ast.Attribute):
-        value = node.value
-        if isinstance(value, ast.Attribute) and value.attr == "mark":
-            return node.attr
-        if isinstance(value, ast.Name) and value.id == "mark":
-            return node.attr
-    return None

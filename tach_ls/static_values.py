@@ -84,3 +84,28 @@ class EnumClass:
     name: str
     members: dict[str, Any]
     value_str: bool  # IntEnum/StrEnum/IntFlag: str() gives the value
+
+
+MAX_STR = 10_000
+"""The longest string an evaluation may build."""
+
+
+def concrete(value: Any) -> Any:
+    """``value`` when it is a plain value an operation can use; else (only its kind is known) ``EvalError``."""
+    if isinstance(value, (Opaque, Named, EnumMember, Param, Lambda, PatternValue, PathValue)):
+        raise EvalError("value is not known statically")
+    return value
+
+
+def iterate(value: Any) -> list[Any]:
+    """The items of a value known to be a sequence or set."""
+    if isinstance(value, (list, tuple, str, bytes, set)):
+        return list(value)
+    raise EvalError("not iterable statically")
+
+
+def bound(value: Any) -> Any:
+    """``value``, unless it is a string longer than ``MAX_STR``."""
+    if isinstance(value, (str, bytes)) and len(value) > MAX_STR:
+        raise EvalError("string too long")
+    return value
