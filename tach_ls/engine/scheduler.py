@@ -415,7 +415,8 @@ class RunScheduler:
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
-        if self._held and now >= self._held_since + HELD_SECONDS:
+        held_until = self.held_deadline()
+        if held_until is not None and now >= held_until:
             self.record_held()
         for slot in list(self._workers.values()):
             if slot.deadline is not None and now >= slot.deadline and slot.pid is not None:
